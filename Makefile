@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is pinned so pip takes the CPU build on disk instead of several GB of CUDA wheels.
+TORCH  ?= torch==2.13.0
+
+.PHONY: run test install install-train lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-train: $(VENV)/.installed
+	$(BIN)/pip install -q '$(TORCH)'
+	$(BIN)/pip install -q -e '.[dev,train]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-train: $(VENV)/.installed-train
+
+run: install
+	$(BIN)/policybot chat
+
+test: install-train
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) *.egg-info

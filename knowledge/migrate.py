@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 import migrations
 
@@ -22,8 +22,13 @@ def alembic_config(engine: Engine, embedding_dim: int | None = None) -> Config:
     return config
 
 
+# Several bot processes may start at once; one migrates, the others wait and then find nothing to do.
+_MIGRATION_LOCK = 7_201_337
+
+
 def upgrade(engine: Engine, revision: str = "head", embedding_dim: int | None = None) -> None:
     with engine.begin() as connection:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config = alembic_config(engine, embedding_dim)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
@@ -31,6 +36,7 @@ def upgrade(engine: Engine, revision: str = "head", embedding_dim: int | None = 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     with engine.begin() as connection:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.downgrade(config, revision)

@@ -1,0 +1,58 @@
+"""Answer commands: `ask` and the interactive `chat` (what `make run` opens)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+from adapters import terminal
+from bot.config import Settings
+from bot.core import PolicyBot
+from bot.runtime import Runtime, build_runtime
+from knowledge.ingest import discover, ingest_file, list_documents
+
+
+def register(commands) -> None:
+    p = commands.add("ask", ask, "answer one question")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--user", default=None, help="who asks (default: your login name)")
+    p.add_argument("--conversation", default=None, help="conversation id, to ask follow-ups across calls")
+    p = commands.add("chat", chat, "interactive chat in the terminal (loads the sample handbook if empty)")
+    p.add_argument("--no-sample", action="store_true", help="do not load the sample handbook into an empty base")
+
+
+def sample_handbook_dir() -> Path:
+    return Path(str(resources.files("knowledge").joinpath("sample_handbook")))
+
+
+def load_sample_if_empty(runtime: Runtime) -> int:
+    if list_documents(runtime.sessions):
+        return 0
+    files = discover([sample_handbook_dir()])
+    print(f"The knowledge base is empty: loading the sample handbook ({len(files)} documents)…", file=sys.stderr)
+    for number, (path, source) in enumerate(files, 1):
+        result = ingest_file(runtime.sessions, runtime.embedder, path, source=source)
+        print(f"  [{number}/{len(files)}] {result.title}: {result.chunks} passages", file=sys.stderr)
+    return len(files)
+
+
+def ask(settings: Settings, args: argparse.Namespace) -> int:
+    bot = PolicyBot(build_runtime(settings))
+    answer = bot.answer(args.question, args.user or getpass.getuser(), "terminal", args.conversation)
+    if args.json:
+        print(json.dumps(answer.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print(terminal.render(answer))
+    return 0
+
+
+def chat(settings: Settings, args: argparse.Namespace) -> int:
+    runtime = build_runtime(settings)
+    if not args.no_sample:
+        load_sample_if_empty(runtime)
+    return terminal.chat(PolicyBot(runtime))

@@ -1,0 +1,184 @@
+"""Knowledge-base commands: db, ingest, docs, search, reindex, eval retrieval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bot.config import Settings
+from bot.runtime import Runtime, build_runtime
+from knowledge import migrate
+from knowledge.db import make_engine
+from knowledge.embeddings import EmbeddingMismatch
+from knowledge.evaluation import evaluate_retrieval, load_questions
+from knowledge.ingest import discover, ingest_file, list_documents, remove_document
+from knowledge.loaders import DocumentError
+from knowledge.reindex import reindex
+from knowledge.retrieval import MODES, search
+
+
+def register(commands) -> None:
+    commands.group("db", "database schema (Alembic migrations)")
+    commands.add("upgrade", db_upgrade, "apply migrations up to a revision (default head)", group="db").add_argument(
+        "revision", nargs="?", default="head"
+    )
+    commands.add("downgrade", db_downgrade, "revert migrations down to a revision (default base)", group="db").add_argument(
+        "revision", nargs="?", default="base"
+    )
+
+    p = commands.add("ingest", ingest, "add or replace documents (files or folders)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--title", help="document title (single file only); a document with this title is replaced")
+    p.add_argument("--link", help="link shown in citations (single file only)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+
+    commands.group("docs", "list and remove documents")
+    commands.add("list", docs_list, "list documents", group="docs").add_argument("--json", action="store_true")
+    commands.add("remove", docs_remove, "remove a document by id, title or source", group="docs").add_argument(
+        "document", metavar="ID|TITLE"
+    )
+
+    p = commands.add("search", search_command, "show the passages retrieved for a question")
+    p.add_argument("question")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--mode", choices=MODES, default="hybrid")
+    p.add_argument("--json", action="store_true")
+
+    commands.add("reindex", reindex_command, "re-embed every chunk with the configured embedding model")
+
+    commands.group("eval", "evaluate retrieval and answers on a question set")
+    p = commands.add("retrieval", eval_retrieval, "recall@1, recall@5 and MRR per retrieval mode", group="eval")
+    p.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
+    p.add_argument("--json", action="store_true")
+
+
+def _runtime(settings: Settings) -> Runtime:
+    return build_runtime(settings)
+
+
+def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import services
+
+    engine = make_engine(services.database_url(settings))
+    migrate.upgrade(engine, args.revision)
+    print(f"database at revision {migrate.current_revision(engine)}")
+    return 0
+
+
+def db_downgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import services
+
+    engine = make_engine(services.database_url(settings))
+    migrate.downgrade(engine, args.revision)
+    print(f"database at revision {migrate.current_revision(engine) or 'base (empty)'}")
+    return 0
+
+
+def ingest(settings: Settings, args: argparse.Namespace) -> int:
+    files = discover(args.paths)
+    if not files:
+        print("policybot: no supported documents found (pdf, docx, md, txt, html)", file=sys.stderr)
+        return 1
+    if (args.title or args.link) and len(files) > 1:
+        print("policybot: --title and --link apply to a single file; ingest the others separately", file=sys.stderr)
+        return 2
+    runtime = _runtime(settings)
+    results, failures = [], 0
+    for number, (path, source) in enumerate(files, 1):
+        try:
+            result = ingest_file(
+                runtime.sessions, runtime.embedder, path, source=source, title=args.title, link=args.link,
+                max_bytes=settings.max_document_bytes,
+            )
+        except (DocumentError, EmbeddingMismatch) as err:
+            failures += 1
+            print(f"[{number}/{len(files)}] {source}: ERROR {err}", file=sys.stderr)
+            results.append({"source": source, "status": "error", "error": str(err)})
+            continue
+        print(
+            f"[{number}/{len(files)}] {source}: {result.status} \"{result.title}\" v{result.version}, "
+            f"{result.chunks} chunks",
+            file=sys.stderr,
+        )
+        results.append({**result.__dict__})
+    if args.json:
+        print(json.dumps({"results": results}, indent=2))
+    return 1 if failures else 0
+
+
+def docs_list(settings: Settings, args: argparse.Namespace) -> int:
+    documents = list_documents(_runtime(settings).sessions)
+    rows = [
+        {
+            "id": d.id, "title": d.title, "source": d.source, "link": d.link, "type": d.doc_type,
+            "version": d.version, "chunks": d.chunk_count, "uploaded_by": d.uploaded_by,
+            "updated_at": d.updated_at.isoformat() if d.updated_at else None,
+        }
+        for d in documents
+    ]
+    if args.json:
+        print(json.dumps({"documents": rows}, indent=2))
+        return 0
+    if not rows:
+        print("No documents yet. Add some with: policybot ingest PATH")
+    for r in rows:
+        print(f"{r['id']:>4}  v{r['version']:<3} {r['chunks']:>4} chunks  {r['title']}  ({r['source']})")
+    return 0
+
+
+def docs_remove(settings: Settings, args: argparse.Namespace) -> int:
+    removed = remove_document(_runtime(settings).sessions, args.document)
+    if removed is None:
+        print(f"policybot: no document with id, title or source {args.document!r}; see `policybot docs list`",
+              file=sys.stderr)
+        return 1
+    print(f"removed \"{removed.title}\" ({removed.source})")
+    return 0
+
+
+def search_command(settings: Settings, args: argparse.Namespace) -> int:
+    runtime = _runtime(settings)
+    with runtime.sessions() as session:
+        passages = search(session, runtime.embedder, args.question, k=args.k, mode=args.mode)
+    if args.json:
+        print(json.dumps({"query": args.question, "results": [p.as_json() for p in passages]}, indent=2,
+                         ensure_ascii=False))
+        return 0
+    if not passages:
+        print("No matching passages.")
+    for rank, p in enumerate(passages, 1):
+        where = p.title + (f" › {p.section}" if p.section else "") + (f" (p. {p.page})" if p.page else "")
+        print(f"{rank}. [{p.score:.4f}] {where}\n   {p.text[:300]}\n")
+    return 0
+
+
+def reindex_command(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import services
+    from bot.runtime import make_embedder
+    from knowledge.db import make_sessionmaker
+
+    engine = make_engine(services.database_url(settings))
+    migrate.upgrade(engine)
+    embedder = make_embedder(settings)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rre-embedded {done}/{total} chunks", end="", file=sys.stderr, flush=True)
+
+    count = reindex(make_sessionmaker(engine), embedder, progress)
+    print(f"\nreindexed {count} chunks with {embedder.name} ({embedder.dim} dimensions)", file=sys.stderr)
+    return 0
+
+
+def eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
+    runtime = _runtime(settings)
+    report = evaluate_retrieval(runtime.sessions, runtime.embedder, load_questions(args.questions))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['questions']} answerable questions")
+    print(f"{'mode':<8} {'recall@1':>9} {'recall@5':>9} {'MRR':>7}")
+    for mode, m in report["modes"].items():
+        print(f"{mode:<8} {m['recall@1']:>9.3f} {m['recall@5']:>9.3f} {m['mrr']:>7.3f}")
+    return 0

@@ -1,0 +1,58 @@
+"""The Redis answer cache. Keys cover the normalized question, corpus version, active model and prompt version,
+so a document change or a model promotion is visible to the very next question. Redis being down never
+fails an answer: the cache just misses, and that is logged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+
+import redis
+
+log = logging.getLogger(__name__)
+
+_PUNCT = re.compile(r"[^\w\s]+", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+_LOG_EVERY_S = 30.0
+
+
+def normalize_question(question: str) -> str:
+    """Case, punctuation and spacing do not make a different question."""
+    return _SPACE.sub(" ", _PUNCT.sub(" ", question.lower())).strip()
+
+
+def cache_key(question: str, corpus_version: int, model: str, prompt_version: str) -> str:
+    digest = hashlib.sha256(
+        "\x1f".join((normalize_question(question), str(corpus_version), model, prompt_version)).encode()
+    ).hexdigest()
+    return f"policybot:answer:{digest}"
+
+
+class AnswerCache:
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self._last_error_log = 0.0
+
+    def get(self, key: str) -> dict | None:
+        try:
+            raw = self.client.get(key)
+        except redis.RedisError as err:
+            self._log_down(err)
+            return None
+        return json.loads(raw) if raw else None
+
+    def put(self, key: str, value: dict) -> None:
+        try:
+            self.client.set(key, json.dumps(value), ex=self.ttl_s)
+        except redis.RedisError as err:
+            self._log_down(err)
+
+    def _log_down(self, err: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log > _LOG_EVERY_S:  # once per period, not once per question
+            self._last_error_log = now
+            log.warning("answer cache unavailable (answering uncached): %s", err)

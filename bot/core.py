@@ -1,0 +1,269 @@
+"""The answer core: one entry point for every platform.
+
+    question ─► router ─► follow-up rewrite ─► cache ─► retrieve ─► relevance ─► LLM or extractive
+             ─► citations ─► cache ─► record ─► Answer
+
+Adapters call `PolicyBot.answer()` (and the feedback/document methods) with plain values and render the
+plain values that come back. Nothing here raises to an adapter: any failure degrades to a safe answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import replace
+
+from bot import feedback as feedback_store
+from bot import followup, interactions, router
+from bot.cache import AnswerCache, cache_key
+from bot.citations import has_citation, renumber
+from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadResult
+from bot.extractive import extract_answer
+from bot.llm import LLM, LLMError
+from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
+from bot.records import Interaction
+from bot.registry import answer_state
+from bot.relevance import judge
+from bot.runtime import Runtime
+from knowledge.embeddings import EmbeddingMismatch
+from knowledge.ingest import ingest_bytes, list_documents, remove_document
+from knowledge.loaders import DocumentError
+from knowledge.retrieval import Passage, search
+
+log = logging.getLogger(__name__)
+
+EXTRACTIVE_MODEL = "extractive"
+SNIPPET_CHARS = 240
+
+
+class PolicyBot:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.cache = AnswerCache(runtime.redis, runtime.settings.cache_ttl_s)
+        self.brand_voice = load_brand_voice(runtime.settings.brand_voice_file)
+        self.llm = LLM(runtime.openai, runtime.settings.llm_concurrency) if runtime.openai is not None else None
+
+    # ------------------------------------------------------------------------------------------ answers
+
+    def answer(self, question: str, user_id: str, platform: str = "terminal", conversation_id: str | None = None,
+               model_override: str | None = None) -> Answer:
+        """Answer one question. Never raises: a broken part gives a degraded answer, not an exception."""
+        started = time.perf_counter()
+        try:
+            return self._answer(question, user_id, platform, conversation_id, model_override, started)
+        except Exception:
+            log.exception("answer failed; replying with an apology")
+            return Answer(
+                interaction_id=str(uuid.uuid4()),
+                text=("Sorry, I couldn't look that up just now. Please try again in a minute, or contact "
+                      f"{self.settings.hr_contact}."),
+                sources=[], grounded=False, cached=False, model="none", kind="error",
+                timings_ms={"total": _ms(started)}, question=question,
+            )
+
+    def _answer(self, question: str, user_id: str, platform: str, conversation_id: str | None,
+                model_override: str | None, started: float) -> Answer:
+        timings: dict[str, float] = {}
+        question = " ".join((question or "").split())
+        notice = None
+        limit = self.settings.max_question_chars
+        if len(question) > limit:
+            question = question[:limit]
+            notice = f"Your message was long, so I read only its first {limit:,} characters."
+
+        kind = router.route(question)
+        if kind:
+            return self._record(Answer(
+                interaction_id=str(uuid.uuid4()), text=router.reply(kind, self.settings.hr_contact), sources=[],
+                grounded=True, cached=False, model="router", kind="smalltalk", notice=notice, question=question,
+                timings_ms={"total": _ms(started)},
+            ), platform, user_id, conversation_id, question, None, [], None)
+
+        t = time.perf_counter()
+        history = interactions.history(self.runtime.sessions, platform, conversation_id)
+        llm_model = self.settings.chat_model
+        standalone = followup.rewrite(history, question, self.runtime.openai if self.llm else None, llm_model)
+        timings["rewrite"] = _ms(t)
+
+        t = time.perf_counter()
+        with self.runtime.sessions() as session:
+            corpus_version, active_model = answer_state(session)
+        model = model_override or (active_model or self.settings.chat_model if self.llm else EXTRACTIVE_MODEL)
+        key = cache_key(standalone, corpus_version, model, PROMPT_VERSION)
+        hit = self.cache.get(key)
+        timings["cache"] = _ms(t)
+        if hit:
+            timings["total"] = _ms(started)
+            answer = Answer.from_cache(hit, str(uuid.uuid4()), timings)
+            answer = replace(answer, notice=notice)
+            return self._record(answer, platform, user_id, conversation_id, question, standalone, [], corpus_version)
+
+        t = time.perf_counter()
+        query_vector = self.runtime.embedder.embed_query(standalone)
+        timings["embed"] = _ms(t)
+        t = time.perf_counter()
+        with self.runtime.sessions() as session:
+            passages = search(session, self.runtime.embedder, standalone, k=self.settings.top_k,
+                              query_embedding=query_vector)
+        timings["retrieve"] = _ms(t)
+
+        relevance = judge(passages)
+        usage = (None, None)
+        if not relevance.relevant:
+            answer = self._refusal(standalone, model, notice)
+        else:
+            focus = question if standalone != question else None
+            answer, usage = self._generate(standalone, passages, model, notice, timings, focus)
+        timings["total"] = _ms(started)
+        answer = replace(answer, timings_ms=timings)
+        if answer.kind in ("llm", "extractive", "refusal"):  # never cache a fallback: the LLM may be back next time
+            self.cache.put(key, answer.to_cache())
+        return self._record(answer, platform, user_id, conversation_id, question, standalone, passages,
+                            corpus_version, usage)
+
+    def _refusal(self, question: str, model: str, notice: str | None) -> Answer:
+        text = ("I couldn't find that in our policies, so I don't want to guess. "
+                f"Please contact {self.settings.hr_contact} and they'll help you.")
+        return Answer(str(uuid.uuid4()), text, [], True, False, model, "refusal", notice=notice, question=question)
+
+    def _generate(self, question: str, passages: list[Passage], model: str, notice: str | None,
+                  timings: dict[str, float], focus: str | None = None) -> tuple[Answer, tuple[int | None, int | None]]:
+        kind, usage = "extractive", (None, None)
+        if self.llm is not None:
+            t = time.perf_counter()
+            try:
+                generation = self.llm.complete(self.prompt_messages(question, passages), model)
+                timings["llm"] = _ms(t)
+                cited = renumber(generation.text, len(passages))
+                usage = (generation.prompt_tokens, generation.completion_tokens)
+                if cited.order:
+                    return self._with_sources(question, cited.text, cited.order, passages, model, "llm", notice), usage
+                if _is_refusal(generation.text):
+                    return replace(self._refusal(question, model, notice), text=cited.text), usage
+                log.warning("LLM answer had no valid citation; using the extractive answer")
+                kind = "fallback"
+            except LLMError as err:
+                timings["llm"] = _ms(t)
+                log.warning("LLM failed, answering extractively: %s", err)
+                kind = "fallback"
+        t = time.perf_counter()
+        text = extract_answer(question, [p.text for p in passages], focus=focus)
+        timings["extract"] = _ms(t)
+        if not text:
+            return self._refusal(question, model, notice), usage
+        cited = renumber(text, len(passages))
+        used_model = EXTRACTIVE_MODEL if kind == "extractive" else f"{EXTRACTIVE_MODEL} (fallback)"
+        return self._with_sources(question, cited.text, cited.order, passages, used_model, kind, notice), usage
+
+    def _with_sources(self, question: str, text: str, order: list[int], passages: list[Passage], model: str,
+                      kind: str, notice: str | None) -> Answer:
+        sources = [_source(marker, passages[i]) for marker, i in enumerate(order, 1)]
+        return Answer(str(uuid.uuid4()), text, sources, bool(sources) and has_citation(text), False, model, kind,
+                      notice=notice, question=question)
+
+    def prompt_messages(self, question: str, passages: list[Passage]) -> list[dict]:
+        sources = [PromptSource(p.title, p.section, p.text, p.page) for p in passages]
+        return build_messages(question, sources, self.brand_voice, self.settings.hr_contact)
+
+    def _record(self, answer: Answer, platform: str, user_id: str, conversation_id: str | None, question: str,
+                standalone: str | None, passages: list[Passage], corpus_version: int | None,
+                usage: tuple[int | None, int | None] = (None, None)) -> Answer:
+        try:
+            interactions.record(self.runtime.sessions, Interaction(
+                id=answer.interaction_id, platform=platform, user_id=user_id, conversation_id=conversation_id,
+                question=question, rewritten_question=standalone if standalone != question else None,
+                retrieved=[_snapshot(p) for p in passages], prompt_version=PROMPT_VERSION, model=answer.model,
+                answer=answer.text, citations=[s.__dict__ for s in answer.sources], grounded=answer.grounded,
+                cached=answer.cached, kind=answer.kind, corpus_version=corpus_version, timings=answer.timings_ms,
+                prompt_tokens=usage[0], completion_tokens=usage[1],
+            ))
+        except Exception:
+            # The user still gets the answer; losing the record is logged loudly (feedback on it won't map).
+            log.exception("could not record interaction %s", answer.interaction_id)
+        return answer
+
+    # ------------------------------------------------------------------------------------------ feedback
+
+    def feedback(self, interaction_id: str, user_id: str, platform: str, rating: int, comment: str | None = None,
+                 correction: str | None = None) -> FeedbackResult:
+        try:
+            return feedback_store.record_feedback(self.runtime.sessions, interaction_id, user_id, platform, rating,
+                                                  comment, correction)
+        except Exception:
+            log.exception("could not record feedback on %s", interaction_id)
+            return FeedbackResult(False, rating, False, "Sorry, I couldn't save your feedback. Please try again.")
+
+    def remember_message(self, interaction_id: str, message_ref: str) -> None:
+        interactions.set_message_ref(self.runtime.sessions, interaction_id, message_ref)
+
+    def interaction_for_message(self, message_ref: str) -> str | None:
+        return interactions.find_by_message_ref(self.runtime.sessions, message_ref)
+
+    # ------------------------------------------------------------------------------------------ documents
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.settings.admins
+
+    def upload(self, user_id: str, filename: str, data: bytes, title: str | None = None,
+               link: str | None = None) -> UploadResult:
+        """An admin's upload: ingested (a document with the same file name or title is replaced) or refused."""
+        if not self.is_admin(user_id):
+            return UploadResult(False, "Only policy admins can upload documents. Ask the People team to add you.")
+        try:
+            result = ingest_bytes(self.runtime.sessions, self.runtime.embedder, data, filename, title=title,
+                                  link=link, uploaded_by=user_id, max_bytes=self.settings.max_document_bytes)
+        except DocumentError as err:
+            return UploadResult(False, f"Upload failed: {err}")
+        except EmbeddingMismatch as err:
+            return UploadResult(False, f"Upload failed: {err}")
+        except Exception:
+            log.exception("upload of %s failed", filename)
+            return UploadResult(False, f"Upload of {filename} failed on our side; nothing was changed. Try again later.")
+        verb = {"created": "Added", "updated": "Updated", "unchanged": "No change to"}[result.status]
+        detail = "same content as the current version" if result.status == "unchanged" else f"{result.chunks} passages"
+        return UploadResult(True, f"{verb} “{result.title}” (version {result.version}, {detail}).", result.title,
+                            result.version, result.chunks, result.status)
+
+    def documents(self) -> list[DocumentInfo]:
+        return [
+            DocumentInfo(d.id, d.title, d.source, d.link, d.version, d.chunk_count,
+                         d.updated_at.isoformat() if d.updated_at else None)
+            for d in list_documents(self.runtime.sessions)
+        ]
+
+    def remove(self, user_id: str, id_or_title: str) -> UploadResult:
+        if not self.is_admin(user_id):
+            return UploadResult(False, "Only policy admins can remove documents.")
+        if not id_or_title.strip():
+            return UploadResult(False, "Say which document to remove, e.g. `remove Travel Policy`.")
+        removed = remove_document(self.runtime.sessions, id_or_title)
+        if removed is None:
+            return UploadResult(False, f"No document called “{id_or_title}”. Use `list` to see the titles.")
+        return UploadResult(True, f"Removed “{removed.title}”. Answers no longer use it.", removed.title,
+                            removed.version, 0, "removed")
+
+
+def _source(marker: int, passage: Passage) -> Source:
+    snippet = passage.text if len(passage.text) <= SNIPPET_CHARS else passage.text[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    return Source(marker, passage.title, passage.source, passage.section, passage.page, passage.link, snippet,
+                  passage.document_id)
+
+
+def _snapshot(passage: Passage) -> dict:
+    return {
+        "chunk_id": passage.chunk_id, "document_id": passage.document_id, "document_version": passage.document_version,
+        "title": passage.title, "section": passage.section, "page": passage.page, "text": passage.text,
+        "score": passage.score,
+    }
+
+
+def _is_refusal(text: str) -> bool:
+    lowered = text.lower()
+    return any(p in lowered for p in ("not covered", "don't cover", "do not cover", "couldn't find", "not in our polic",
+                                      "no information"))
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000

@@ -1,0 +1,51 @@
+"""Generation through an OpenAI-compatible chat endpoint: bounded concurrency, the client's own retries and
+timeout, and a clear failure the core turns into the extractive fallback."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    model: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class LLMError(RuntimeError):
+    pass
+
+
+class LLM:
+    """One per process. A burst of questions queues on the semaphore instead of overwhelming the endpoint."""
+
+    def __init__(self, client, concurrency: int = 16, queue_timeout_s: float = 30.0) -> None:
+        self.client = client
+        self._slots = threading.BoundedSemaphore(max(1, concurrency))
+        self._queue_timeout_s = queue_timeout_s
+
+    def complete(self, messages: list[dict], model: str, max_tokens: int = 600) -> Generation:
+        if not self._slots.acquire(timeout=self._queue_timeout_s):
+            raise LLMError("all LLM slots busy")
+        try:
+            response = self.client.chat.completions.create(
+                model=model, messages=messages, temperature=0.2, max_tokens=max_tokens
+            )
+        except Exception as err:  # openai raises its own hierarchy; the caller only needs "it failed"
+            raise LLMError(f"{type(err).__name__}: {err}") from err
+        finally:
+            self._slots.release()
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "").strip() if choice else ""
+        if not text:
+            raise LLMError("empty completion")
+        usage = getattr(response, "usage", None)
+        return Generation(
+            text=text,
+            model=getattr(response, "model", None) or model,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+        )

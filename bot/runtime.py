@@ -1,0 +1,79 @@
+"""Everything a process needs, built once from Settings and passed down: database, cache, embedder, LLM."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from bot import services
+from bot.config import Settings
+from knowledge import index, migrate
+from knowledge.db import make_engine, make_sessionmaker
+from knowledge.embeddings import Embedder, LocalE5Embedder, OpenAIEmbedder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker
+    redis: redis.Redis
+    embedder: Embedder
+    extras: dict = field(default_factory=dict)  # per-process singletons other layers attach (LLM pool, metrics)
+
+    @cached_property
+    def openai(self):
+        """The OpenAI-compatible client, or None when no endpoint is configured (extractive answers)."""
+        return make_openai_client(self.settings) if self.settings.llm_enabled else None
+
+    def close(self) -> None:
+        self.engine.dispose()
+        try:
+            self.redis.close()
+        except Exception:  # closing a dead connection must not mask the real shutdown reason
+            pass
+
+
+def make_openai_client(settings: Settings, timeout: float | None = None, max_retries: int | None = None):
+    """The openai client with its own retries (429/5xx, backoff) and timeout; Azure's v1 endpoint works too."""
+    import openai
+
+    return openai.OpenAI(
+        api_key=settings.openai_api_key or "unused",
+        base_url=settings.openai_base_url,
+        timeout=settings.llm_timeout_s if timeout is None else timeout,
+        max_retries=settings.llm_max_retries if max_retries is None else max_retries,
+    )
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    if settings.embeddings == "local":
+        return LocalE5Embedder()
+    if settings.embeddings == "openai":
+        client = make_openai_client(settings)
+        return OpenAIEmbedder(client=client, model=settings.embedding_model, batch_size=settings.embedding_batch)
+    raise ValueError(f"POLICYBOT_EMBEDDINGS must be 'local' or 'openai', not {settings.embeddings!r}")
+
+
+def build_runtime(settings: Settings, apply_migrations: bool = True) -> Runtime:
+    """Connect everything; raises EmbeddingMismatch when the stored index needs `policybot reindex`."""
+    engine = make_engine(services.database_url(settings))
+    if apply_migrations:
+        migrate.upgrade(engine)
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        redis=services.redis_client(settings),
+        embedder=make_embedder(settings),
+    )
+    with runtime.sessions() as session:
+        index.check_compatible(session, runtime.embedder)
+    return runtime

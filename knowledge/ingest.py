@@ -1,0 +1,221 @@
+"""Add, replace and remove documents. Every change is one transaction and bumps the corpus version.
+
+A document is identified by its source (file name, or path relative to an ingested folder). Ingesting a
+source again with new content replaces its chunks atomically and bumps its version; the same content is a
+no-op. An explicit title that matches an existing document replaces that document, whatever the file name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from knowledge import index
+from knowledge.chunking import ChunkDraft, chunk_document
+from knowledge.embeddings import Embedder
+from knowledge.loaders import SUPPORTED_TYPES, DocumentError, LoadedDocument, load_bytes
+from knowledge.schema import SECTION_SEPARATOR, Chunk, Document
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    document_id: int
+    title: str
+    source: str
+    version: int
+    chunks: int
+    status: str  # created | updated | unchanged
+    corpus_version: int
+
+
+def passage_text(doc_title: str, section_path: str, body: str) -> str:
+    """What gets embedded: the title and section give a passage the context its body text often lacks."""
+    heading = SECTION_SEPARATOR.join(part for part in (doc_title, section_path) if part)
+    return f"{heading}\n{body}" if heading else body
+
+
+def ingest_bytes(
+    sessions: sessionmaker,
+    embedder: Embedder,
+    data: bytes,
+    filename: str,
+    *,
+    source: str | None = None,
+    title: str | None = None,
+    link: str | None = None,
+    uploaded_by: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> IngestResult:
+    """Load, chunk, embed and store one document. Raises DocumentError for bad input, before any write."""
+    loaded = load_bytes(data, filename, max_bytes=max_bytes)
+    source = source or filename
+    title = (title or "").strip() or loaded.title
+    drafts = chunk_document(loaded)
+    if not drafts:
+        raise DocumentError(filename, "no extractable text after cleaning; check the file has real text content")
+
+    with sessions() as session:
+        existing = _find_existing(session, source, title if _explicit(title, loaded) else None)
+        if existing and existing.content_hash == loaded.content_hash and existing.title == title and (
+            link is None or existing.link == link
+        ):
+            return _result(existing, "unchanged", index.corpus_version(session))
+
+    # Embedding is the slow part: done outside the transaction so nothing is locked meanwhile.
+    vectors = embedder.embed_passages([passage_text(title, d.section_path, d.text) for d in drafts])
+
+    with sessions.begin() as session:
+        _, stored_model, _ = index.lock_corpus(session)
+        index.check_compatible(session, embedder)
+        if stored_model is None:
+            _prepare_empty_index(session, embedder)
+        existing = _find_existing(session, source, title if _explicit(title, loaded) else None)
+        if existing is None:
+            document = Document(
+                title=title, source=source, link=link, doc_type=loaded.doc_type, content_hash=loaded.content_hash,
+                version=1, size_bytes=len(data), uploaded_by=uploaded_by,
+            )
+            session.add(document)
+            session.flush()
+            status = "created"
+        else:
+            document = existing
+            _remove_term_stats(session, document.id)
+            session.execute(delete(Chunk).where(Chunk.document_id == document.id))
+            document.title, document.source, document.doc_type = title, source, loaded.doc_type
+            document.link = link if link is not None else document.link
+            document.content_hash, document.size_bytes = loaded.content_hash, len(data)
+            document.version += 1
+            document.uploaded_by = uploaded_by or document.uploaded_by
+            document.updated_at = func.now()
+            status = "updated"
+        _insert_chunks(session, document, drafts, vectors)
+        document.chunk_count = len(drafts)
+        _add_term_stats(session, document.id)
+        corpus_version = index.bump_corpus_version(session)
+        session.flush()
+        return _result(document, status, corpus_version)
+
+
+def ingest_file(sessions: sessionmaker, embedder: Embedder, path: Path, *, source: str | None = None,
+                **options) -> IngestResult:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise DocumentError(path.name, f"cannot be read: {err.strerror or err}") from err
+    max_bytes = options.get("max_bytes", DEFAULT_MAX_BYTES)
+    if size > max_bytes:  # checked before reading a huge file into memory
+        raise DocumentError(
+            path.name, f"is {size / 1048576:.1f} MB, over the {max_bytes / 1048576:.0f} MB limit; split it or compress its images"
+        )
+    return ingest_bytes(sessions, embedder, path.read_bytes(), path.name, source=source or path.name, **options)
+
+
+def discover(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Expand files and folders into (file, source) pairs; a folder's files are named relative to it."""
+    found: list[tuple[Path, str]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if file.suffix.lower() in SUPPORTED_TYPES and not file.name.startswith("."):
+                    found.append((file, file.relative_to(path).as_posix()))
+        else:
+            found.append((path, path.name))
+    return found
+
+
+def remove_document(sessions: sessionmaker, id_or_title: str) -> Document | None:
+    """Remove a document by id, title or source (case-insensitive). Returns what was removed, or None."""
+    with sessions.begin() as session:
+        index.lock_corpus(session)
+        document = find_document(session, id_or_title)
+        if document is None:
+            return None
+        _remove_term_stats(session, document.id)
+        session.delete(document)
+        index.bump_corpus_version(session)
+        return document
+
+
+def find_document(session: Session, id_or_title: str) -> Document | None:
+    key = id_or_title.strip()
+    if key.isdigit():
+        found = session.get(Document, int(key))
+        if found:
+            return found
+    return session.scalars(
+        select(Document).where((func.lower(Document.title) == key.lower()) | (func.lower(Document.source) == key.lower()))
+        .order_by(Document.id)
+    ).first()
+
+
+def list_documents(sessions: sessionmaker) -> list[Document]:
+    with sessions() as session:
+        return list(session.scalars(select(Document).order_by(func.lower(Document.title))))
+
+
+def _explicit(title: str, loaded: LoadedDocument) -> bool:
+    return title != loaded.title
+
+
+def _find_existing(session: Session, source: str, explicit_title: str | None) -> Document | None:
+    if explicit_title:
+        by_title = session.scalars(
+            select(Document).where(func.lower(Document.title) == explicit_title.lower()).order_by(Document.id)
+        ).first()
+        if by_title:
+            return by_title
+    return session.scalars(select(Document).where(Document.source == source)).first()
+
+
+def _prepare_empty_index(session: Session, embedder: Embedder) -> None:
+    """First document: make the column's dimension match the configured model (e.g. 1536 for OpenAI)."""
+    if embedder.dim and index.column_dimension(session) != embedder.dim:
+        index.set_dimension(session, embedder.dim)
+        index.finish_dimension_change(session)
+    index.record_model(session, embedder)
+
+
+def _insert_chunks(session: Session, document: Document, drafts: list[ChunkDraft], vectors) -> None:
+    session.add_all(
+        Chunk(
+            document_id=document.id, position=d.position, doc_title=document.title, section_path=d.section_path,
+            page=d.page, text=d.text, embedding=vectors[i],
+        )
+        for i, d in enumerate(drafts)
+    )
+    session.flush()
+
+
+def _add_term_stats(session: Session, document_id: int) -> None:
+    session.execute(
+        text(
+            "INSERT INTO term_stats (lexeme, ndoc) "
+            f"SELECT word, ndoc FROM ts_stat('SELECT tsv FROM chunks WHERE document_id = {int(document_id)}') "
+            "ON CONFLICT (lexeme) DO UPDATE SET ndoc = term_stats.ndoc + excluded.ndoc"
+        )
+    )
+
+
+def _remove_term_stats(session: Session, document_id: int) -> None:
+    session.execute(
+        text(
+            "UPDATE term_stats t SET ndoc = t.ndoc - s.ndoc "
+            f"FROM ts_stat('SELECT tsv FROM chunks WHERE document_id = {int(document_id)}') s WHERE t.lexeme = s.word"
+        )
+    )
+    session.execute(text("DELETE FROM term_stats WHERE ndoc <= 0"))
+
+
+def _result(document: Document, status: str, corpus_version: int) -> IngestResult:
+    return IngestResult(
+        document_id=document.id, title=document.title, source=document.source, version=document.version,
+        chunks=document.chunk_count, status=status, corpus_version=corpus_version,
+    )

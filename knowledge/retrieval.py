@@ -1,0 +1,159 @@
+"""Hybrid retrieval: HNSW vector search and full-text search fused by reciprocal rank fusion, one round trip.
+
+The full-text half is bounded: query terms are kept rarest first until the chunks they match would exceed
+`text_budget`, so a question full of common words ("policy", "employee") cannot make PostgreSQL rank most
+of the corpus. Term frequencies come from `term_stats`, which ingestion keeps exact.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Text
+
+from knowledge.embeddings import Embedder
+from knowledge.schema import TS_CONFIG
+
+RRF_K = 60
+CANDIDATES = 40
+TEXT_BUDGET = 3000
+MODES = ("hybrid", "vector", "text")
+
+
+@dataclass(frozen=True)
+class Passage:
+    chunk_id: int
+    document_id: int
+    document_version: int
+    title: str
+    source: str
+    link: str | None
+    section: str
+    page: int | None
+    text: str
+    score: float  # the fused RRF score (or the single half's when mode is vector/text)
+    vector_rank: int | None
+    text_rank: int | None
+    similarity: float | None  # cosine similarity of query and chunk, when the vector half found it
+    matched_terms: int  # query terms (after the frequency cut) present in the chunk
+
+    def as_json(self) -> dict:
+        return {
+            "document": {"id": self.document_id, "title": self.title, "source": self.source, "link": self.link},
+            "section": self.section,
+            "page": self.page,
+            "text": self.text,
+            "score": round(self.score, 6),
+        }
+
+
+_SQL = """
+WITH words AS (
+    SELECT w, (tsvector_to_array(to_tsvector('{cfg}', w)))[1] AS lexeme
+    FROM unnest(CAST(:words AS text[])) AS w
+),
+stats AS (
+    SELECT DISTINCT ON (lexeme) w, lexeme, coalesce(s.ndoc, 0) AS ndoc
+    FROM words LEFT JOIN term_stats s USING (lexeme)
+    WHERE lexeme IS NOT NULL
+),
+kept AS (
+    SELECT w FROM (SELECT w, ndoc, sum(ndoc) OVER (ORDER BY ndoc, w) AS running FROM stats) r
+    WHERE ndoc > 0 AND running <= :budget
+),
+tsq AS (
+    SELECT websearch_to_tsquery('{cfg}', coalesce(string_agg(w, ' or '), '')) AS q,
+           count(*) AS nterms
+    FROM kept
+),
+vec AS (
+    SELECT id, row_number() OVER (ORDER BY distance) AS rank, 1 - distance AS similarity
+    FROM (
+        SELECT id, embedding <=> :embedding AS distance FROM chunks
+        WHERE :use_vector ORDER BY embedding <=> :embedding LIMIT :candidates
+    ) v
+),
+fts AS (
+    SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS rank
+    FROM (
+        SELECT c.id, ts_rank_cd(c.tsv, tsq.q) AS rank FROM chunks c, tsq
+        WHERE :use_text AND tsq.nterms > 0 AND c.tsv @@ tsq.q
+        ORDER BY rank DESC, c.id LIMIT :candidates
+    ) t
+),
+fused AS (
+    SELECT coalesce(vec.id, fts.id) AS id,
+           coalesce(1.0 / (:rrf_k + vec.rank), 0) + coalesce(1.0 / (:rrf_k + fts.rank), 0) AS score,
+           vec.rank AS vector_rank, fts.rank AS text_rank, vec.similarity
+    FROM vec FULL OUTER JOIN fts ON vec.id = fts.id
+)
+SELECT f.id, f.score, f.vector_rank, f.text_rank, f.similarity,
+       c.document_id, c.section_path, c.page, c.text,
+       d.title, d.source, d.link, d.version,
+       (SELECT count(*) FROM kept WHERE c.tsv @@ websearch_to_tsquery('{cfg}', kept.w)) AS matched_terms
+FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
+ORDER BY f.score DESC, f.id
+LIMIT :limit
+"""
+
+_QUERY = text(_SQL.format(cfg=TS_CONFIG)).bindparams(bindparam("words", type_=ARRAY(Text)))
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def query_words(question: str, limit: int = 32) -> list[str]:
+    """The question's words, deduplicated in order (the SQL maps them to lexemes and drops stop words)."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(question.lower()):
+        if len(word) > 1 or word.isdigit():
+            seen.setdefault(word, None)
+    return list(seen)[:limit]
+
+
+def search(
+    session: Session,
+    embedder: Embedder,
+    question: str,
+    k: int = 5,
+    mode: str = "hybrid",
+    candidates: int = CANDIDATES,
+    text_budget: int = TEXT_BUDGET,
+    query_embedding=None,
+) -> list[Passage]:
+    """Top-k passages for a question. `query_embedding` may be passed when the caller already has it."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    use_vector = mode in ("hybrid", "vector")
+    embedding = query_embedding if query_embedding is not None else (
+        embedder.embed_query(question) if use_vector else None
+    )
+    if embedding is None:
+        embedding = [0.0] * (embedder.dim or 1)
+    statement = _QUERY.bindparams(bindparam("embedding", type_=Vector(len(embedding))))
+    rows = session.execute(
+        statement,
+        {
+            "words": query_words(question),
+            "budget": text_budget,
+            "embedding": embedding,
+            "use_vector": use_vector,
+            "use_text": mode in ("hybrid", "text"),
+            "candidates": candidates,
+            "rrf_k": RRF_K,
+            "limit": k,
+        },
+    ).all()
+    return [
+        Passage(
+            chunk_id=row.id, document_id=row.document_id, document_version=row.version, title=row.title,
+            source=row.source, link=row.link, section=row.section_path, page=row.page, text=row.text,
+            score=float(row.score), vector_rank=row.vector_rank, text_rank=row.text_rank,
+            similarity=float(row.similarity) if row.similarity is not None else None,
+            matched_terms=int(row.matched_terms),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,173 @@
+"""A small OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+The real `openai` client talks to it over HTTP. By default it answers chat completions deterministically from
+the sources in the prompt (first sentence of source 1, cited [1]); tests can queue scripted replies
+(status codes such as 429/500, delays, bad citations) and read back every request it received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+@dataclass
+class Scripted:
+    status: int = 200
+    content: str | None = None  # chat reply text (status 200)
+    delay_s: float = 0.0
+    body: dict | None = None  # raw JSON body instead of a generated one
+
+
+@dataclass
+class FakeOpenAI:
+    delay_s: float = 0.0  # added to every chat completion (load tests)
+    embedding_dim: int = 32
+    requests: list[dict] = field(default_factory=list)
+    script: deque = field(default_factory=deque)
+    routes: dict[tuple[str, str], Callable] = field(default_factory=dict)  # extra endpoints (fine-tuning)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "FakeOpenAI":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _reply(self, status: int, body: dict | bytes, content_type: str = "application/json") -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                path = self.path.split("?")[0].rstrip("/")
+                path = path[3:] if path.startswith("/v1") else path
+                with fake._lock:
+                    fake.requests.append({"method": method, "path": path, "headers": dict(self.headers), "raw": raw,
+                                          "json": _try_json(raw, self.headers.get("Content-Type", ""))})
+                handler = fake._find(method, path)
+                if handler is None:
+                    self._reply(404, {"error": {"message": f"no route {method} {path}", "type": "invalid_request"}})
+                    return
+                status, body = handler(fake, self, raw)
+                self._reply(status, body)
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_DELETE(self):
+                self._handle("DELETE")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    # ------------------------------------------------------------------ helpers for tests
+    def chat_requests(self) -> list[dict]:
+        return [r["json"] for r in self.requests if r["path"] == "/chat/completions"]
+
+    def queue(self, *replies: Scripted) -> None:
+        self.script.extend(replies)
+
+    def _find(self, method: str, path: str):
+        if (method, path) in self.routes:
+            return self.routes[(method, path)]
+        for (m, pattern), handler in self.routes.items():
+            if m == method and re.fullmatch(pattern, path):
+                return handler
+        return _BUILTIN.get((method, path))
+
+
+def _try_json(raw: bytes, content_type: str):
+    if "json" not in content_type:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def default_reply(messages: list[dict]) -> str:
+    """First sentence of source 1, cited; a refusal when the prompt has no sources. Deterministic."""
+    user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    match = re.search(r'<source id="1"[^>]*>\n(.*?)\n</source>', user, re.S)
+    if not match:
+        if "<last_message>" in user:  # a follow-up rewrite request: echo with the subject
+            last = re.search(r"<last_message>\n(.*?)\n</last_message>", user, re.S).group(1)
+            first_q = re.search(r"Employee: (.*?)\n", user)
+            return f"{first_q.group(1) if first_q else ''} {last}".strip()
+        return "Our policies do not cover that. Please contact HR."
+    sentence = re.split(r"(?<=[.!?])\s", match.group(1).strip(), maxsplit=1)[0]
+    return f"According to our policy: {sentence} [1]"
+
+
+def _chat(fake: FakeOpenAI, handler, raw: bytes):
+    body = json.loads(raw or b"{}")
+    scripted = fake.script.popleft() if fake.script else Scripted()
+    delay = scripted.delay_s or fake.delay_s
+    if delay:
+        time.sleep(delay)
+    if scripted.status != 200:
+        return scripted.status, scripted.body or {"error": {"message": "scripted failure", "type": "server_error"}}
+    if scripted.body is not None:
+        return 200, scripted.body
+    content = scripted.content if scripted.content is not None else default_reply(body.get("messages", []))
+    return 200, {
+        "id": "chatcmpl-" + hashlib.sha1(raw).hexdigest()[:12],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(content) // 4,
+                  "total_tokens": len(raw) // 4 + len(content) // 4},
+    }
+
+
+def _embeddings(fake: FakeOpenAI, handler, raw: bytes):
+    body = json.loads(raw or b"{}")
+    inputs = body.get("input", [])
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    data = []
+    for i, text in enumerate(inputs):
+        vector = [0.0] * fake.embedding_dim
+        for word in str(text).lower().split():
+            vector[hashlib.sha256(word.encode()).digest()[0] % fake.embedding_dim] += 1.0
+        norm = sum(v * v for v in vector) ** 0.5 or 1.0
+        data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vector]})
+    return 200, {"object": "list", "data": data, "model": body.get("model", "fake"),
+                 "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+
+
+_BUILTIN = {("POST", "/chat/completions"): _chat, ("POST", "/embeddings"): _embeddings}

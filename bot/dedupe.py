@@ -1,0 +1,32 @@
+"""Exactly-once handling of platform events that may be delivered more than once (Slack retries, Teams
+resends), across any number of bot processes: the first process to claim an event id in Redis handles it."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_S = 24 * 3600  # Slack retries within minutes; a day is generous and cheap
+
+
+def claim(client: redis.Redis, platform: str, event_id: str, ttl_s: int = DEFAULT_TTL_S) -> bool:
+    """True for the first claim of (platform, event_id); False for every later one.
+
+    With Redis down the event is handled (answering twice is better than not answering) and that is logged.
+    """
+    try:
+        return bool(client.set(f"policybot:event:{platform}:{event_id}", 1, nx=True, ex=ttl_s))
+    except redis.RedisError as err:
+        log.warning("dedupe unavailable, handling event %s without it: %s", event_id, err)
+        return True
+
+
+def release(client: redis.Redis, platform: str, event_id: str) -> None:
+    """Give a claim back (the event could not be handled, so a retry should be)."""
+    try:
+        client.delete(f"policybot:event:{platform}:{event_id}")
+    except redis.RedisError:
+        pass

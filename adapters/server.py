@@ -1,39 +1,97 @@
 """`policybot serve`: one aiohttp application for every platform.
 
-Each platform module adds its routes when it is configured: Slack (`/slack/events`) and Teams
-(`/api/messages`). Answers run on a thread pool because the core is synchronous (SQLAlchemy, redis-py).
+    /slack/events   Slack events, slash commands and interactivity (when Slack is configured)
+    /api/messages   Microsoft Teams (Bot Framework)
+    /healthz        PostgreSQL, Redis and LLM status; 503 when a required part is down
+    /metrics        Prometheus
+
+Answers run on a bounded thread pool because the core is synchronous (SQLAlchemy, redis-py). State lives in
+PostgreSQL and Redis, so any number of these processes can run behind a load balancer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot import logs, metrics
 from bot.core import PolicyBot
+from bot.health import HealthChecker, summary
 
 log = logging.getLogger(__name__)
 
 BOT_KEY = web.AppKey("policybot", PolicyBot)
 EXECUTOR_KEY = web.AppKey("executor", ThreadPoolExecutor)
+HEALTH_KEY = web.AppKey("health", HealthChecker)
+MAX_BODY_BYTES = 2 * 1024 * 1024  # chat payloads are small; uploads are fetched by URL, not posted here
+
+
+def _platform(path: str) -> str:
+    if path.startswith("/slack/"):
+        return "slack"
+    if path.startswith("/api/messages"):
+        return "teams"
+    return "ops"
+
+
+@web.middleware
+async def observe(request: web.Request, handler):
+    """Request id for the logs, and request count and latency by platform for /metrics."""
+    token = logs.request_id.set(request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16])
+    platform = _platform(request.path)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as err:
+        status = err.status
+        raise
+    finally:
+        if platform != "ops":
+            metrics.requests.labels(platform, str(status)).inc()
+            metrics.request_seconds.labels(platform).observe(time.perf_counter() - started)
+        logs.request_id.reset(token)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    checker = request.app[HEALTH_KEY]
+    healthy, body = summary(await asyncio.get_running_loop().run_in_executor(None, checker.check))
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def build_app(bot: PolicyBot) -> web.Application:
-    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe])
     app[BOT_KEY] = bot
+    app[HEALTH_KEY] = HealthChecker(bot.runtime)
     app[EXECUTOR_KEY] = ThreadPoolExecutor(max_workers=max(8, bot.settings.llm_concurrency + 4),
                                            thread_name_prefix="answer")
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
     for module in ("adapters.slack.http", "adapters.teams.http"):
         try:
             platform = __import__(module, fromlist=["add_routes"])
-        except ModuleNotFoundError:
-            continue
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("adapters."):
+                continue
+            raise
         platform.add_routes(app, bot)
 
     async def close_executor(app: web.Application) -> None:
-        app[EXECUTOR_KEY].shutdown(wait=True)
+        # Cleanup runs after in-flight requests and background answers finished: nothing is cut off.
+        await asyncio.get_running_loop().run_in_executor(None, lambda: app[EXECUTOR_KEY].shutdown(wait=True))
 
     app.on_cleanup.append(close_executor)
     return app
@@ -43,3 +101,10 @@ async def run_blocking(app: web.Application, function, *args, **kwargs):
     """Run a synchronous core call on the answer pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(app[EXECUTOR_KEY], lambda: function(*args, **kwargs))
+
+
+def json_response(body: dict | list | None, status: int = 200) -> web.Response:
+    """Serialize ourselves (botbuilder's invoke bodies are plain dicts or None)."""
+    if body is None:
+        return web.Response(status=status)
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import replace
 
 from bot import feedback as feedback_store
-from bot import followup, interactions, router
+from bot import followup, interactions, metrics, ratelimit, router
 from bot.cache import AnswerCache, cache_key
 from bot.citations import has_citation, renumber
 from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadResult
@@ -34,6 +34,8 @@ from knowledge.retrieval import Passage, search
 log = logging.getLogger(__name__)
 
 EXTRACTIVE_MODEL = "extractive"
+# The per-user rate limit protects the chat platforms; a local terminal user and evaluation runs are exempt.
+UNLIMITED_PLATFORMS = frozenset({"terminal", "eval"})
 SNIPPET_CHARS = 240
 
 
@@ -73,6 +75,16 @@ class PolicyBot:
             question = question[:limit]
             notice = f"Your message was long, so I read only its first {limit:,} characters."
 
+        if platform not in UNLIMITED_PLATFORMS and not ratelimit.allow(self.runtime.redis, f"{platform}:{user_id}", self.settings.rate_limit_per_minute):
+            metrics.rate_limited.inc()
+            # Not recorded: a flood must not turn into a flood of database writes.
+            return Answer(
+                interaction_id=str(uuid.uuid4()), sources=[], grounded=True, cached=False, model="none",
+                kind="limited", question=question, timings_ms={"total": _ms(started)},
+                text=("You're asking faster than I can keep up with. Please wait a minute and ask again "
+                      f"(the limit is {self.settings.rate_limit_per_minute} questions a minute)."),
+            )
+
         kind = router.route(question)
         if kind:
             return self._record(Answer(
@@ -93,6 +105,7 @@ class PolicyBot:
         model = model_override or (active_model or self.settings.chat_model if self.llm else EXTRACTIVE_MODEL)
         key = cache_key(standalone, corpus_version, model, PROMPT_VERSION)
         hit = self.cache.get(key)
+        metrics.observe_cache(hit is not None)
         timings["cache"] = _ms(t)
         if hit:
             timings["total"] = _ms(started)
@@ -146,6 +159,7 @@ class PolicyBot:
                 kind = "fallback"
             except LLMError as err:
                 timings["llm"] = _ms(t)
+                metrics.llm_failures.inc()
                 log.warning("LLM failed, answering extractively: %s", err)
                 kind = "fallback"
         t = time.perf_counter()
@@ -182,6 +196,7 @@ class PolicyBot:
         except Exception:
             # The user still gets the answer; losing the record is logged loudly (feedback on it won't map).
             log.exception("could not record interaction %s", answer.interaction_id)
+        metrics.observe_answer(answer.kind, platform, answer.timings_ms, usage)
         return answer
 
     # ------------------------------------------------------------------------------------------ feedback
@@ -189,8 +204,11 @@ class PolicyBot:
     def feedback(self, interaction_id: str, user_id: str, platform: str, rating: int, comment: str | None = None,
                  correction: str | None = None) -> FeedbackResult:
         try:
-            return feedback_store.record_feedback(self.runtime.sessions, interaction_id, user_id, platform, rating,
-                                                  comment, correction)
+            result = feedback_store.record_feedback(self.runtime.sessions, interaction_id, user_id, platform, rating,
+                                                    comment, correction)
+            if result.recorded:
+                metrics.feedback.labels("up" if rating > 0 else "down", platform).inc()
+            return result
         except Exception:
             log.exception("could not record feedback on %s", interaction_id)
             return FeedbackResult(False, rating, False, "Sorry, I couldn't save your feedback. Please try again.")
@@ -214,13 +232,13 @@ class PolicyBot:
         try:
             result = ingest_bytes(self.runtime.sessions, self.runtime.embedder, data, filename, title=title,
                                   link=link, uploaded_by=user_id, max_bytes=self.settings.max_document_bytes)
-        except DocumentError as err:
-            return UploadResult(False, f"Upload failed: {err}")
-        except EmbeddingMismatch as err:
+        except (DocumentError, EmbeddingMismatch) as err:
+            metrics.ingestions.labels("rejected").inc()
             return UploadResult(False, f"Upload failed: {err}")
         except Exception:
             log.exception("upload of %s failed", filename)
             return UploadResult(False, f"Upload of {filename} failed on our side; nothing was changed. Try again later.")
+        metrics.ingestions.labels(result.status).inc()
         verb = {"created": "Added", "updated": "Updated", "unchanged": "No change to"}[result.status]
         detail = "same content as the current version" if result.status == "unchanged" else f"{result.chunks} passages"
         return UploadResult(True, f"{verb} “{result.title}” (version {result.version}, {detail}).", result.title,

@@ -53,7 +53,7 @@ def split_sentences(text: str) -> list[str]:
 def chunk_document(doc: LoadedDocument, max_chars: int = 1200, overlap_chars: int = 200) -> list[ChunkDraft]:
     if max_chars < 50:
         raise ValueError("max_chars must be at least 50")
-    if not 0 <= overlap_chars < max_chars // 2:
+    if not 0 <= overlap_chars <= max_chars // 2:  # more overlap than that would mostly repeat text
         raise ValueError("overlap_chars must be between 0 and half of max_chars")
     drafts: list[ChunkDraft] = []
     for section in doc.sections:

@@ -834,9 +834,13 @@ def _pdf_page_lines(page, number: int) -> list[_Line]:
 def _drop_running_heads(pages: list[list[_Line]]) -> None:
     """Remove page numbers and headers/footers repeated on most pages: they are not content."""
     def key(line: _Line) -> str:
-        return re.sub(r"\d+", "#", line.text.casefold())
+        text = line.text.casefold()
+        # Only "page" lines may differ by their numbers: numbered headings ("1 Scope") also open pages.
+        return re.sub(r"\d+", "#", text) if re.search(r"\bpage\b", text) else text
 
-    edge = lambda lines: lines[:2] + lines[-2:] if len(lines) > 4 else list(lines)  # noqa: E731
+    def edge(lines: list[_Line]) -> list[_Line]:  # where running heads live: two lines at top and bottom
+        return lines[:2] + lines[-2:] if len(lines) > 4 else list(lines)
+
     counts: Counter = Counter()
     for lines in pages:
         counts.update({key(line) for line in edge(lines)})
@@ -913,6 +917,11 @@ def _pdf_blocks(lines: list[_Line], body_size: float | None) -> list[_Block]:
             heading_at[i] = "plain"
         elif _title_case(text) and len(text.split()) <= 8:
             heading_at[i] = "plain"
+
+    # Several short Title Case lines in a row are a table, a list or an address, not a chain of headings: a
+    # heading must be followed by body text.
+    plain = {i for i, kind in heading_at.items() if kind == "plain"}
+    heading_at = {i: kind for i, kind in heading_at.items() if not (i in plain and (i + 1 in plain or i - 1 in plain))}
 
     big_sizes = sorted({round(lines[i].size * 2) / 2 for i, k in heading_at.items() if k == "big" and lines[i].size},
                        reverse=True)

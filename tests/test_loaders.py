@@ -103,12 +103,18 @@ To apply:
 2. Send it to HR
 
 Dress Code
-----------
+==========
 Smart casual is fine.
+
+Shoes
+-----
+Closed shoes in the lab.
 """
     doc = load_bytes(text.encode(), "handbook.txt")
     assert doc.title == "EMPLOYEE HANDBOOK"
-    assert [s.path for s in doc.sections] == [("1. Leave",), ("1. Leave", "1.1 Annual leave"), ("Dress Code",)]
+    assert [s.path for s in doc.sections] == [
+        ("1. Leave",), ("1. Leave", "1.1 Annual leave"), ("Dress Code",), ("Dress Code", "Shoes"),
+    ]
     assert doc.sections[0].text == "Employees get leave every year. This sentence was wrapped by the editor."
     # A numbered list is not a run of headings.
     assert "1. Fill in the form\n2. Send it to HR" in doc.sections[1].text
@@ -236,14 +242,12 @@ def test_pdf_headings_without_font_hints_and_metadata_title(tmp_path):
     doc = load_file(make_policy_pdf(tmp_path / "leave.pdf", metadata_title="Leave Policy 2026", bold_headings=False))
     assert doc.title == "Leave Policy 2026"
     assert [(s.path, s.page) for s in doc.sections] == [
-        ((), 1),  # the visible first line is not the metadata title, so it stays as text
         (("1 Annual Leave",), 1),
         (("1 Annual Leave", "1.1 Carry Over"), 1),
         (("1 Annual Leave", "1.1 Carry Over"), 2),
         (("2 Parental Leave",), 2),
     ]
-    assert doc.sections[0].text == "Employee Leave Policy"
-    assert doc.sections[1].text.startswith(LONG_PARAGRAPH)
+    assert doc.sections[0].text.startswith(LONG_PARAGRAPH + "\n\nManagers approve requests")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -369,3 +373,42 @@ def _raises(call) -> DocumentError:
 def test_extension_is_case_insensitive_and_types_are_complete():
     assert load_bytes(b"Hello there.", "NOTES.TXT").doc_type == "text"
     assert set(SUPPORTED_TYPES.values()) == {"markdown", "text", "html", "pdf", "docx"}
+
+
+def test_pdf_table_like_rows_are_text_not_headings(tmp_path):
+    pdf = FPDF()
+    pdf.add_page()
+    lines = ["Leave Entitlements", "The table below lists the days per year.", "Type Days", "Annual Leave 25",
+             "Sick Leave 10", "Other rules apply to contractors.", "Contractor Leave", "Contractors get no paid leave."]
+    _lines(pdf, *lines)
+    pdf.output(str(tmp_path / "entitlements.pdf"))
+    doc = load_file(tmp_path / "entitlements.pdf")
+    assert doc.title == "Leave Entitlements"
+    assert [s.path for s in doc.sections] == [(), ("Contractor Leave",)]
+    assert "Annual Leave 25 Sick Leave 10" in doc.sections[0].text
+    assert doc.sections[1].text == "Contractors get no paid leave."
+
+
+class _PagedPdf(FPDF):
+    def header(self):
+        self.set_font("Helvetica", "", 8)
+        self.cell(0, 5, "Acme Corp - Confidential", new_x="LMARGIN", new_y="NEXT")
+
+    def footer(self):
+        self.set_y(-15)
+        self.set_font("Helvetica", "", 8)
+        self.cell(0, 5, f"Page {self.page_no()} of 3")
+
+
+def test_pdf_running_headers_and_page_numbers_are_dropped_but_headings_kept(tmp_path):
+    pdf = _PagedPdf()
+    for n in (1, 2, 3):
+        pdf.add_page()
+        _heading(pdf, f"{n} Topic Number {n}", 14)  # opens every page, like a running head would
+        _body(pdf, f"Rule {n} applies to every employee. It has no exceptions.")
+    pdf.output(str(tmp_path / "rules.pdf"))
+    doc = load_file(tmp_path / "rules.pdf")
+    assert [(s.path, s.page, s.text) for s in doc.sections] == [
+        ((f"{n} Topic Number {n}",), n, f"Rule {n} applies to every employee. It has no exceptions.") for n in (1, 2, 3)
+    ]
+    assert doc.title == "Rules"

@@ -7,6 +7,7 @@ import argparse
 from aiohttp import web
 
 from adapters.server import build_app
+from bot import logs
 from bot.config import Settings
 from bot.core import PolicyBot
 from bot.runtime import build_runtime
@@ -19,6 +20,7 @@ def register(commands) -> None:
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
+    logs.configure(settings.log_level, json_format=True)
     runtime = build_runtime(settings)
     app = build_app(PolicyBot(runtime))
     web.run_app(app, host=args.host or settings.host, port=args.port or settings.port, shutdown_timeout=30)

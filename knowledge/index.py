@@ -32,7 +32,10 @@ def lock_corpus(session: Session) -> tuple[int, str | None, int | None]:
 def bump_corpus_version(session: Session) -> int:
     return int(
         session.execute(
-            text("UPDATE corpus_state SET version = version + 1, updated_at = now() WHERE id = 1 RETURNING version")
+            text(
+                "UPDATE corpus_state SET version = version + 1, chunk_total = (SELECT count(*) FROM chunks), "
+                "updated_at = now() WHERE id = 1 RETURNING version"
+            )
         ).scalar_one()
     )
 

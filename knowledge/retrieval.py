@@ -22,6 +22,11 @@ from knowledge.schema import TS_CONFIG
 RRF_K = 60
 CANDIDATES = 40
 TEXT_BUDGET = 3000
+# The full-text half votes with half the weight of the vector half: it rescues exact terms (names, codes,
+# rare words) that embeddings blur, but questions are usually paraphrased, where embeddings are stronger.
+VECTOR_WEIGHT = 1.0
+TEXT_WEIGHT = 0.5
+PER_DOCUMENT = 3
 MODES = ("hybrid", "vector", "text")
 
 
@@ -63,12 +68,13 @@ stats AS (
     WHERE lexeme IS NOT NULL
 ),
 kept AS (
-    SELECT w FROM (SELECT w, ndoc, sum(ndoc) OVER (ORDER BY ndoc, w) AS running FROM stats) r
+    SELECT w, websearch_to_tsquery('{cfg}', w) AS q,
+           ln(greatest((SELECT chunk_total FROM corpus_state WHERE id = 1), ndoc + 1)::float / ndoc) AS idf
+    FROM (SELECT w, ndoc, sum(ndoc) OVER (ORDER BY ndoc, w) AS running FROM stats) r
     WHERE ndoc > 0 AND running <= :budget
 ),
 tsq AS (
-    SELECT websearch_to_tsquery('{cfg}', coalesce(string_agg(w, ' or '), '')) AS q,
-           count(*) AS nterms
+    SELECT websearch_to_tsquery('{cfg}', coalesce(string_agg(w, ' or '), '')) AS q, count(*) AS nterms
     FROM kept
 ),
 vec AS (
@@ -79,25 +85,34 @@ vec AS (
     ) v
 ),
 fts AS (
-    SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS rank
+    -- Each matching term adds its IDF, more when frequent or in the title/section: rare terms lead.
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM (
-        SELECT c.id, ts_rank_cd(c.tsv, tsq.q) AS rank FROM chunks c, tsq
+        SELECT c.id, sum(kept.idf * (0.5 + ts_rank(c.tsv, kept.q, 1))) AS score
+        FROM tsq, chunks c JOIN kept ON c.tsv @@ kept.q
         WHERE :use_text AND tsq.nterms > 0 AND c.tsv @@ tsq.q
-        ORDER BY rank DESC, c.id LIMIT :candidates
+        GROUP BY c.id ORDER BY score DESC, c.id LIMIT :candidates
     ) t
 ),
 fused AS (
     SELECT coalesce(vec.id, fts.id) AS id,
-           coalesce(1.0 / (:rrf_k + vec.rank), 0) + coalesce(1.0 / (:rrf_k + fts.rank), 0) AS score,
+           coalesce(:vector_weight / (:rrf_k + vec.rank), 0) + coalesce(:text_weight / (:rrf_k + fts.rank), 0) AS score,
            vec.rank AS vector_rank, fts.rank AS text_rank, vec.similarity
     FROM vec FULL OUTER JOIN fts ON vec.id = fts.id
+),
+ranked AS (
+    -- A cap on passages per document, so one long policy cannot crowd out the others.
+    SELECT f.*, c.document_id,
+           row_number() OVER (PARTITION BY c.document_id ORDER BY f.score DESC, f.id) AS in_document
+    FROM fused f JOIN chunks c ON c.id = f.id
 )
-SELECT f.id, f.score, f.vector_rank, f.text_rank, f.similarity,
+SELECT r.id, r.score, r.vector_rank, r.text_rank, r.similarity,
        c.document_id, c.section_path, c.page, c.text,
        d.title, d.source, d.link, d.version,
-       (SELECT count(*) FROM kept WHERE c.tsv @@ websearch_to_tsquery('{cfg}', kept.w)) AS matched_terms
-FROM fused f JOIN chunks c ON c.id = f.id JOIN documents d ON d.id = c.document_id
-ORDER BY f.score DESC, f.id
+       (SELECT count(*) FROM kept WHERE c.tsv @@ kept.q) AS matched_terms
+FROM ranked r JOIN chunks c ON c.id = r.id JOIN documents d ON d.id = c.document_id
+WHERE r.in_document <= :per_document
+ORDER BY r.score DESC, r.id
 LIMIT :limit
 """
 
@@ -123,6 +138,10 @@ def search(
     candidates: int = CANDIDATES,
     text_budget: int = TEXT_BUDGET,
     query_embedding=None,
+    vector_weight: float = VECTOR_WEIGHT,
+    text_weight: float = TEXT_WEIGHT,
+    rrf_k: int = RRF_K,
+    per_document: int = PER_DOCUMENT,
 ) -> list[Passage]:
     """Top-k passages for a question. `query_embedding` may be passed when the caller already has it."""
     if mode not in MODES:
@@ -143,8 +162,11 @@ def search(
             "use_vector": use_vector,
             "use_text": mode in ("hybrid", "text"),
             "candidates": candidates,
-            "rrf_k": RRF_K,
+            "rrf_k": rrf_k,
+            "vector_weight": vector_weight,
+            "text_weight": text_weight,
             "limit": k,
+            "per_document": per_document,
         },
     ).all()
     return [

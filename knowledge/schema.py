@@ -61,6 +61,7 @@ class CorpusState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    chunk_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # for IDF in full-text ranking
     embedding_model: Mapped[str | None] = mapped_column(Text)
     embedding_dim: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -69,6 +69,7 @@ def upgrade() -> None:
         "corpus_state",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("chunk_total", sa.Integer, nullable=False, server_default="0"),
         sa.Column("embedding_model", sa.Text),
         sa.Column("embedding_dim", sa.Integer),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=_now()),

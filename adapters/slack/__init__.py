@@ -1,0 +1,7 @@
+"""Slack: answers in threads and DMs, 👍/👎 feedback, admin uploads by slash command (slack-bolt, slack-sdk).
+
+    app.py       the bolt AsyncApp and its listeners (events, /policy, feedback, modals)
+    render.py    Answer → Block Kit blocks and fallback text; modals; pure functions
+    uploads.py   the upload modal, and fetching the uploaded file from Slack safely
+    http.py      add_routes(): POST /slack/events on `policybot serve`, or Socket Mode
+"""

@@ -1,0 +1,438 @@
+"""The Slack adapter: a slack-bolt AsyncApp whose listeners turn Slack events into core calls.
+
+Acknowledging fast: the app runs with process_before_response=True, so bolt answers Slack's HTTP request as
+soon as a listener returns, and every listener returns at once: it acks and hands the slow part (the answer,
+the download, the database) to a background task. The adapter keeps a reference to each task and `drain()`
+waits for them on shutdown, so a question that was acknowledged is also answered.
+
+Exactly once: Slack resends an event it thinks was not acknowledged (X-Slack-Retry-Num). Bolt itself does not
+look at that header, so every event is claimed by its event_id in Redis (bot.dedupe) before it is answered;
+the claim is shared by all bot processes, so a retry that lands on another process is dropped as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Awaitable, Callable
+
+import aiohttp
+import redis
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot import dedupe
+from bot.core import PolicyBot
+from bot.interactions import HISTORY_WINDOW
+
+from adapters.slack import render, uploads
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+STATUS = "Searching the handbook…"
+RATE_LIMIT_RETRIES = 3
+DRAIN_TIMEOUT_S = 25.0  # below `policybot serve`'s 30 s shutdown timeout
+# Errors after which the answer goes to the asker's DM instead of the thread it was asked in.
+UNREACHABLE_CHANNEL = frozenset({"channel_not_found", "not_in_channel", "is_archived", "restricted_action",
+                                 "thread_not_found", "message_not_found"})
+BAD_BLOCKS = frozenset({"invalid_blocks", "invalid_blocks_format", "invalid_attachments"})
+NOT_ADMIN = "Only policy admins can {what}. Ask the People team to add your Slack user id to POLICYBOT_ADMINS."
+
+RunBlocking = Callable[..., Awaitable]
+
+
+def make_client(settings) -> AsyncWebClient:
+    """The Web API client: bot token, SLACK_API_URL as base URL, and the SDK's retry handlers
+    (connection errors, and HTTP 429 `ratelimited`, which waits for Retry-After)."""
+    base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+    return AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=base_url,
+        timeout=30,
+        retry_handlers=[AsyncConnectionErrorRetryHandler(),
+                        AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
+    )
+
+
+class SlackAdapter:
+    def __init__(self, bot: PolicyBot, run_blocking: RunBlocking, verify_requests: bool = True) -> None:
+        self.bot = bot
+        self.settings = bot.settings
+        self.run_blocking = run_blocking
+        self.tasks: set[asyncio.Task] = set()
+        self.client = make_client(self.settings)
+        self.upload_limit = min(uploads.SLACK_FILE_LIMIT, self.settings.max_document_bytes)
+        self.app = AsyncApp(
+            name="policybot",
+            client=self.client,
+            signing_secret=self.settings.slack_signing_secret or "",
+            request_verification_enabled=verify_requests,
+            process_before_response=True,
+        )
+        self._register()
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    def _register(self) -> None:
+        app = self.app
+        app.event("app_mention")(self.on_mention)
+        app.event("message")(self.on_message)
+        app.event("app_home_opened")(self.on_home_opened)
+        app.event("assistant_thread_started")(self.on_assistant_thread_started)
+        app.event(re.compile(r".*"))(self.on_other_event)  # acknowledged, so Slack doesn't resend it
+        app.command(self.settings.slack_command)(self.on_command)
+        app.action(render.FEEDBACK_ACTION)(self.on_feedback)
+        app.view(render.FEEDBACK_MODAL)(self.on_feedback_submission)
+        app.view(uploads.UPLOAD_MODAL)(self.on_upload_submission)
+
+    def spawn(self, coro: Awaitable, name: str) -> asyncio.Task:
+        """Run work after the ack; the task is kept until it finishes and awaited by drain()."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"slack-{name}")
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Slack task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
+        """Wait for the background work (answers being posted, uploads) to finish; cancel what overstays."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.tasks:
+            left = deadline - loop.time()
+            if left <= 0:
+                for task in list(self.tasks):
+                    log.warning("cancelling unfinished Slack task %s at shutdown", task.get_name())
+                    task.cancel()
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+                break
+            await asyncio.wait(set(self.tasks), timeout=left)
+
+    # ------------------------------------------------------------------------------------------ questions
+
+    async def on_mention(self, body: dict, event: dict, context) -> None:
+        if event.get("bot_id") or event.get("subtype") or event.get("edited") or not event.get("user"):
+            return
+        thread_ts = event.get("thread_ts") or event.get("ts")
+        question = strip_mention(event.get("text") or "", context.bot_user_id)
+        self.spawn(self.answer(body.get("event_id"), question, event["user"], event.get("channel"), thread_ts),
+                   "answer")
+
+    async def on_message(self, body: dict, event: dict, context) -> None:
+        # Edits (message_changed), deletions, joins, bot posts and our own messages are not questions.
+        if event.get("subtype") not in (None, "thread_broadcast", "file_share") or event.get("bot_id"):
+            return
+        user, channel, text = event.get("user"), event.get("channel"), event.get("text") or ""
+        if not user or not channel or user == context.bot_user_id:
+            return
+        thread_ts = event.get("thread_ts") or event.get("ts")
+        if event.get("channel_type") == "im":
+            self.spawn(self.answer(body.get("event_id"), text, user, channel, thread_ts), "answer")
+            return
+        # A reply in a channel thread the bot answered in (needs the message.channels / message.groups events).
+        # A reply that mentions the bot arrives as app_mention too, and is answered from there.
+        if event.get("thread_ts") and not mentions(text, context.bot_user_id) and not re.search(r"<@[UW]", text):
+            self.spawn(self.answer(body.get("event_id"), text, user, channel, thread_ts, only_if_engaged=True),
+                       "answer")
+
+    async def answer(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
+                     only_if_engaged: bool = False) -> None:
+        redis_client = self.bot.runtime.redis
+        if only_if_engaged and not await asyncio.to_thread(_is_engaged, redis_client, channel, thread_ts):
+            return
+        if event_id and not await asyncio.to_thread(dedupe.claim, redis_client, PLATFORM, event_id):
+            log.info("Slack event %s was already handled; not answering it again", event_id)
+            return
+        status_shown = await self.set_status(channel, thread_ts, STATUS)
+        answer = await self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}")
+        message = render.render_answer(answer)
+        posted = await self.post(channel, thread_ts, message, user)
+        if posted is None:
+            if status_shown:
+                await self.set_status(channel, thread_ts, "")
+            return
+        where, ts = posted
+        try:
+            await self.run_blocking(self.bot.remember_message, answer.interaction_id, f"{where}:{ts}")
+        except Exception:  # the answer is out; only the message ↔ interaction link is missing
+            log.exception("could not remember the Slack message of interaction %s", answer.interaction_id)
+        if where == channel:
+            await asyncio.to_thread(_mark_engaged, redis_client, channel, thread_ts)
+
+    async def set_status(self, channel: str, thread_ts: str, status: str) -> bool:
+        """The thread's "is typing" style status, where Slack offers it (agent threads); quietly skipped elsewhere."""
+        try:
+            await self.client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status=status)
+            return True
+        except SlackApiError as err:
+            log.debug("no thread status in %s: %s", channel, err.response.get("error"))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            log.debug("no thread status in %s: %s", channel, err)
+        return False
+
+    async def post(self, channel: str, thread_ts: str | None, message: render.Message,
+                   user: str | None = None) -> tuple[str, str] | None:
+        """Post an answer; (channel, ts) of the message, or None. Rate limits are retried by the client's
+        retry handler; a channel the bot can't write to gets the answer in the asker's DM instead."""
+        try:
+            response = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=message.text,
+                                                          blocks=message.blocks, unfurl_links=False,
+                                                          unfurl_media=False)
+            return response["channel"], response["ts"]
+        except SlackApiError as err:
+            error = err.response.get("error")
+            if error in BAD_BLOCKS:
+                log.warning("Slack rejected the answer's blocks (%s); posting it as plain text", error)
+                return await self._post_plain(channel, thread_ts, message.text)
+            if error in UNREACHABLE_CHANNEL and user and channel != user:
+                log.warning("cannot answer in %s (%s); sending the answer to %s's DM", channel, error, user)
+                note = render.Message(message.blocks, f"I couldn't reply where you asked, so here is my answer:\n"
+                                                      f"{message.text}")
+                return await self.post(user, None, note, None)
+            log.error("could not post an answer in %s: %s", channel, error)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            log.error("could not post an answer in %s: %s", channel, err)
+        return None
+
+    async def _post_plain(self, channel: str, thread_ts: str | None, text: str) -> tuple[str, str] | None:
+        try:
+            response = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+            return response["channel"], response["ts"]
+        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
+            log.error("could not post a plain answer in %s: %s", channel, err)
+            return None
+
+    # ------------------------------------------------------------------------------------------ agent messaging
+
+    async def on_home_opened(self, event: dict) -> None:
+        # Agent messaging: the Messages tab is the agent's DM; prompts pin to its top (no thread_ts).
+        if event.get("tab") == "messages" and event.get("channel"):
+            self.spawn(self.suggest_prompts(event["channel"], None), "prompts")
+
+    async def on_assistant_thread_started(self, event: dict) -> None:
+        # The older assistant messaging experience: prompts belong to the new thread.
+        thread = event.get("assistant_thread") or {}
+        if thread.get("channel_id") and thread.get("thread_ts"):
+            self.spawn(self.suggest_prompts(thread["channel_id"], thread["thread_ts"]), "prompts")
+
+    async def suggest_prompts(self, channel: str, thread_ts: str | None) -> None:
+        try:
+            await self.client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel, thread_ts=thread_ts, title="Ask me about our policies",
+                prompts=render.SUGGESTED_PROMPTS)
+        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
+            log.warning("could not set suggested prompts in %s: %s", channel, err)
+
+    async def on_other_event(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------------------------------ feedback
+
+    async def on_feedback(self, ack, body: dict, action: dict) -> None:
+        await ack()
+        parsed = render.parse_feedback_value(action.get("value"))
+        user = (body.get("user") or {}).get("id")
+        if parsed is None or not user:
+            log.warning("feedback click without a valid value: %r", action.get("value"))
+            return
+        rating, interaction_id = parsed
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+        thread_ts = (body.get("message") or {}).get("thread_ts") or container.get("thread_ts")
+        self.spawn(self.record_vote(interaction_id, user, rating, channel, thread_ts, body.get("trigger_id")),
+                   "feedback")
+
+    async def record_vote(self, interaction_id: str, user: str, rating: int, channel: str | None,
+                          thread_ts: str | None, trigger_id: str | None) -> None:
+        if rating < 0 and trigger_id:  # first: a trigger_id is valid for 3 seconds
+            try:
+                await self.client.views_open(trigger_id=trigger_id,
+                                             view=render.feedback_modal(interaction_id, channel, thread_ts))
+            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
+                log.warning("could not open the feedback form: %s", err)
+        result = await self.run_blocking(self.bot.feedback, interaction_id, user, PLATFORM, rating)
+        await self.tell(user, channel, thread_ts, render.escape(result.message))
+
+    async def on_feedback_submission(self, ack, body: dict, view: dict) -> None:
+        await ack()
+        metadata, comment, correction = render.parse_feedback_submission(view)
+        user = (body.get("user") or {}).get("id")
+        if not metadata.get("interaction_id") or not user or not (comment or correction):
+            return
+        self.spawn(self.record_correction(metadata, user, comment, correction), "correction")
+
+    async def record_correction(self, metadata: dict, user: str, comment: str | None,
+                                correction: str | None) -> None:
+        result = await self.run_blocking(self.bot.feedback, metadata["interaction_id"], user, PLATFORM, -1,
+                                         comment, correction)
+        text = "Thanks, your note was saved. It helps us fix the answer." if result.recorded else result.message
+        await self.tell(user, metadata.get("channel"), metadata.get("thread_ts"), render.escape(text))
+
+    async def tell(self, user: str, channel: str | None, thread_ts: str | None, text: str) -> None:
+        """A message only `user` sees: ephemeral where they are, else their DM with the bot."""
+        if channel:
+            try:
+                await self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
+                return
+            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
+                log.info("ephemeral reply in %s failed (%s); using the DM", channel, err)
+        await self.dm(user, text)
+
+    async def dm(self, user: str, text: str) -> None:
+        try:
+            await self.client.chat_postMessage(channel=user, text=text)
+        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
+            log.error("could not send a DM to %s: %s", user, err)
+
+    # ------------------------------------------------------------------------------------------ /policy
+
+    async def on_command(self, ack, command: dict) -> None:
+        name = self.settings.slack_command
+        words = (command.get("text") or "").strip()
+        sub, _, argument = words.partition(" ")
+        sub, argument = sub.lower(), argument.strip()
+        user = command.get("user_id") or ""
+        if sub in ("", "help"):
+            await ack(text=render.help_text(name))
+        elif sub == "list":
+            await ack()
+            self.spawn(self.list_documents(command), "list")
+        elif sub in ("upload", "remove") and not self.bot.is_admin(user):
+            await ack(text=NOT_ADMIN.format(what="upload documents" if sub == "upload" else "remove documents"))
+        elif sub == "upload":
+            await ack()
+            self.spawn(self.open_upload(command), "upload-form")
+        elif sub == "remove":
+            if not argument:
+                await ack(text=f"Say which document to remove, e.g. `{name} remove Travel Policy`. "
+                               f"`{name} list` shows the titles.")
+                return
+            await ack()
+            self.spawn(self.remove_document(command, argument), "remove")
+        else:
+            await ack(text=f"I don't know `{render.escape(sub[:40])}`.\n" + render.help_text(name))
+
+    async def list_documents(self, command: dict) -> None:
+        documents = await self.run_blocking(self.bot.documents)
+        await self.respond(command, render.documents_text(documents))
+
+    async def remove_document(self, command: dict, title: str) -> None:
+        result = await self.run_blocking(self.bot.remove, command["user_id"], title)
+        await self.respond(command, render.escape(result.message))
+
+    async def open_upload(self, command: dict) -> None:
+        try:
+            await self.client.views_open(trigger_id=command["trigger_id"], view=uploads.upload_modal(self.upload_limit))
+        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
+            log.warning("could not open the upload form: %s", err)
+            await self.respond(command, "I couldn't open the upload form. Please try the command again.")
+
+    async def respond(self, command: dict, text: str) -> None:
+        """Reply to a slash command privately: through its response_url, else the user's DM."""
+        url = command.get("response_url")
+        if url:
+            try:
+                response = await AsyncWebhookClient(url, timeout=15).send(text=text, response_type="ephemeral")
+                if response.status_code == 200:
+                    return
+                log.info("response_url answered %s; using the DM", response.status_code)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                log.info("response_url failed (%s); using the DM", err)
+        await self.dm(command["user_id"], text)
+
+    # ------------------------------------------------------------------------------------------ uploads
+
+    async def on_upload_submission(self, ack, body: dict, view: dict) -> None:
+        user = (body.get("user") or {}).get("id") or ""
+        if not self.bot.is_admin(user):
+            await ack(response_action="errors", errors={"file": NOT_ADMIN.format(what="upload documents")})
+            return
+        request = uploads.parse_upload_submission(view)
+        if request.file is None:
+            await ack(response_action="errors", errors={"file": "Choose a file to upload."})
+            return
+        problem = uploads.check_file(request.file, self.upload_limit)
+        if problem:
+            await ack(response_action="errors", errors={"file": problem})
+            return
+        if request.link and not render.is_linkable(request.link):
+            await ack(response_action="errors", errors={"link": "Use a web address starting with https://"})
+            return
+        await ack()  # closes the modal; the result comes as a DM
+        self.spawn(self.ingest(user, request), "ingest")
+
+    async def ingest(self, user: str, request: uploads.UploadRequest) -> None:
+        file = request.file
+        try:
+            if file.url is None or file.size is None or not file.name:
+                file = await self._file_info(file)
+                problem = uploads.check_file(file, self.upload_limit)
+                if problem:
+                    raise uploads.UploadProblem(problem)
+            data = await uploads.download(file, self.settings.slack_bot_token, self.upload_limit,
+                                          self.client.base_url)
+        except uploads.UploadProblem as problem:
+            await self.dm(user, render.escape(f"Upload failed: {problem} Nothing was changed."))
+            return
+        result = await self.run_blocking(self.bot.upload, user, file.name, data, request.title, request.link)
+        await self.dm(user, render.escape(result.message))
+
+    async def _file_info(self, file: uploads.SlackFile) -> uploads.SlackFile:
+        """Complete a file known only by id (file_input payloads may carry just that) with files.info."""
+        if not file.id:
+            raise uploads.UploadProblem("Slack did not say which file was uploaded. Try again.")
+        try:
+            response = await self.client.files_info(file=file.id)
+        except SlackApiError as err:
+            raise uploads.UploadProblem(
+                f"I couldn't look up the file in Slack ({err.response.get('error')}). Check that the app has the "
+                "files:read scope.") from err
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            raise uploads.UploadProblem("I couldn't reach Slack to look up the file. Try again later.") from err
+        return uploads.SlackFile.from_payload(response.get("file") or {})
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    """The question without the @mention(s) of the bot."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", " ", text)
+    else:
+        text = re.sub(r"^\s*<@[UW][A-Z0-9]+(\|[^>]*)?>", " ", text)
+    return " ".join(text.split())
+
+
+def mentions(text: str, user_id: str | None) -> bool:
+    return bool(user_id) and re.search(rf"<@{re.escape(user_id)}(\|[^>]*)?>", text) is not None
+
+
+def _thread_key(channel: str, thread_ts: str) -> str:
+    return f"policybot:slack:thread:{channel}:{thread_ts}"
+
+
+def _mark_engaged(client: redis.Redis, channel: str, thread_ts: str) -> None:
+    """Remember that the bot answered in this thread (for replies that don't mention it)."""
+    try:
+        client.set(_thread_key(channel, thread_ts), 1, ex=int(HISTORY_WINDOW.total_seconds()))
+    except redis.RedisError as err:
+        log.warning("could not remember thread %s:%s: %s", channel, thread_ts, err)
+
+
+def _is_engaged(client: redis.Redis, channel: str, thread_ts: str) -> bool:
+    try:
+        return bool(client.exists(_thread_key(channel, thread_ts)))
+    except redis.RedisError:
+        return False

@@ -1,0 +1,185 @@
+"""POST /api/messages: the Bot Framework endpoint Teams (or the Bot Framework Emulator) delivers activities to.
+
+Always mounted. Authentication comes from Settings (MICROSOFT_APP_ID, MICROSOFT_APP_PASSWORD,
+MICROSOFT_APP_TYPE, MICROSOFT_APP_TENANT_ID) through ConfigurationBotFrameworkAuthentication:
+
+- no app id: anonymous mode, for the Emulator and local tests; replies go to whatever serviceUrl the activity
+  names, so never expose an anonymous endpoint to the internet;
+- an app id: every request must carry a valid Bot Framework token, else 401.
+
+The request is handled here rather than with CloudAdapter.process(), which in 4.17 answers 500 for invoke
+responses whose body is a dict or None: the activity is parsed and authenticated here, then given to
+`adapter.process_activity(auth_result, activity, bot.on_turn)`, and an invoke's InvokeResponse is written
+with its own status and a JSON body (or none).
+
+Messages are answered in the background after a 202: an LLM answer can take longer than the ~15 s the
+Bot Framework waits for the HTTP response, after which Teams may deliver the message again. Invokes (feedback)
+are handled inline, as their HTTP response is the answer. Background turns are awaited at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+
+import jwt
+from aiohttp import web
+from botbuilder.core import InvokeResponse, TurnContext
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
+from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkAuthentication
+from msrest.serialization import Model
+
+from adapters.server import run_blocking
+from adapters.teams.bot import PolicyTeamsBot
+from adapters.teams.render import text_activity
+from bot.config import Settings
+from bot.core import PolicyBot
+
+log = logging.getLogger(__name__)
+
+ROUTE = "/api/messages"
+DRAIN_S = 25.0  # under `policybot serve`'s 30 s shutdown timeout
+APP_TYPES = {"multitenant": "MultiTenant", "singletenant": "SingleTenant", "userassignedmsi": "UserAssignedMSI"}
+
+
+@dataclass(frozen=True)
+class BotFrameworkConfig:
+    """The configuration object ConfigurationBotFrameworkAuthentication reads (attribute names are botbuilder's)."""
+
+    APP_ID: str
+    APP_PASSWORD: str
+    APP_TYPE: str
+    APP_TENANTID: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "BotFrameworkConfig":
+        app_type = APP_TYPES.get((settings.microsoft_app_type or "MultiTenant").strip().lower())
+        if app_type is None:
+            raise ValueError(f"MICROSOFT_APP_TYPE must be MultiTenant, SingleTenant or UserAssignedMSI, "
+                             f"not {settings.microsoft_app_type!r}")
+        app_id = settings.microsoft_app_id.strip()
+        tenant = settings.microsoft_app_tenant_id.strip()
+        if app_id and app_type != "MultiTenant" and not tenant:
+            raise ValueError(f"MICROSOFT_APP_TENANT_ID is required with MICROSOFT_APP_TYPE={app_type}")
+        if app_id and app_type == "SingleTenant" and not settings.microsoft_app_password:
+            raise ValueError("MICROSOFT_APP_PASSWORD is required with MICROSOFT_APP_TYPE=SingleTenant")
+        return cls(app_id, settings.microsoft_app_password, app_type, tenant)
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.APP_ID
+
+
+@dataclass
+class TeamsEndpoint:
+    adapter: CloudAdapter
+    auth: BotFrameworkAuthentication
+    bot: PolicyTeamsBot
+    anonymous: bool
+    pending: set[asyncio.Task] = field(default_factory=set)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if "application/json" not in request.headers.get("Content-Type", "").lower():
+            return _error(415, "expected application/json")
+        try:
+            body = await request.json()
+            activity = Activity().deserialize(body) if isinstance(body, dict) else None
+        except Exception:  # bad JSON, or JSON msrest can't read as an Activity
+            activity = None
+        if activity is None or not activity.type:
+            return _error(400, "expected a Bot Framework activity")
+
+        try:
+            auth_result = await self.auth.authenticate_request(activity, request.headers.get("Authorization", ""))
+        except (PermissionError, jwt.PyJWTError) as err:
+            log.warning("refused an unauthenticated Bot Framework request: %s", err)
+            return _error(401, "unauthorized")
+        except OSError as err:  # the signing keys could not be fetched: our problem, not the caller's
+            log.error("could not validate a Bot Framework token (signing keys unreachable): %s", err)
+            return _error(503, "authentication unavailable")
+        except Exception as err:  # a token botbuilder can't even parse
+            log.warning("refused a Bot Framework request with an invalid token: %s: %s", type(err).__name__, err)
+            return _error(401, "unauthorized")
+
+        if activity.type == ActivityTypes.invoke or activity.delivery_mode == DeliveryModes.expect_replies:
+            try:
+                response = await self.adapter.process_activity(auth_result, activity, self.bot.on_turn)
+            except PermissionError:
+                return _error(401, "unauthorized")
+            except Exception:
+                log.exception("Teams %s activity %r failed", activity.type, activity.name)
+                return _error(500, "the bot failed")
+            return invoke_http_response(response)
+
+        task = asyncio.create_task(self._turn(auth_result, activity))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        return web.Response(status=202)
+
+    async def _turn(self, auth_result: AuthenticateRequestResult, activity: Activity) -> None:
+        try:
+            await self.adapter.process_activity(auth_result, activity, self.bot.on_turn)
+        except Exception:
+            log.exception("Teams %s activity %s failed", activity.type, activity.id)
+
+    async def drain(self, _app: web.Application | None = None) -> None:
+        """Let turns in progress finish (answers being sent) before the process stops."""
+        if not self.pending:
+            return
+        done, still = await asyncio.wait(set(self.pending), timeout=DRAIN_S)
+        for task in still:
+            task.cancel()
+        if still:
+            log.warning("cancelled %d Teams turns still running at shutdown", len(still))
+
+
+TEAMS_KEY = web.AppKey("teams", TeamsEndpoint)
+
+
+def invoke_http_response(response: InvokeResponse | None) -> web.Response:
+    """An InvokeResponse as HTTP: its status, and its body as JSON (none when the body is None)."""
+    if response is None:
+        return web.Response(status=200)
+    status = int(response.status or 200)
+    body = response.body
+    if body is None:
+        return web.Response(status=status)
+    if isinstance(body, Model):
+        body = body.serialize()
+    return web.Response(status=status, text=json.dumps(body, default=str), content_type="application/json")
+
+
+def build_endpoint(core: PolicyBot, run=None) -> TeamsEndpoint:
+    config = BotFrameworkConfig.from_settings(core.settings)
+    auth = ConfigurationBotFrameworkAuthentication(config)
+    adapter = CloudAdapter(auth)
+    adapter.on_turn_error = _on_turn_error
+    handler = PolicyTeamsBot(core, run, allow_http_downloads=config.anonymous)
+    return TeamsEndpoint(adapter=adapter, auth=auth, bot=handler, anonymous=config.anonymous)
+
+
+def add_routes(app: web.Application, bot: PolicyBot) -> None:
+    endpoint = build_endpoint(bot, partial(run_blocking, app))
+    app[TEAMS_KEY] = endpoint
+    app.router.add_post(ROUTE, endpoint.handle)
+    app.on_shutdown.append(endpoint.drain)
+    if endpoint.anonymous:
+        log.warning("Teams endpoint %s is in anonymous mode (no MICROSOFT_APP_ID): for the Bot Framework "
+                    "Emulator and local tests only", ROUTE)
+
+
+async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
+    log.error("Teams turn failed", exc_info=(type(error), error, error.__traceback__))
+    if turn_context.activity.type == ActivityTypes.message:
+        try:
+            await turn_context.send_activity(text_activity("Sorry, something went wrong on my side. Please try again."))
+        except Exception:  # the connector itself may be what failed
+            pass
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

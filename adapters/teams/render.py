@@ -1,0 +1,203 @@
+"""The core's plain values as Bot Framework activities for Teams. Pure: no I/O.
+
+An answer is one message whose text keeps the core's inline [n] markers, plus Teams' AI message entity
+(https://learn.microsoft.com/microsoftteams/platform/bots/how-to/bot-messages-ai-generated-content):
+
+    entities = [{"type": "https://schema.org/Message", "@type": "Message", "@context": "https://schema.org",
+                 "@id": "", "additionalType": ["AIGeneratedContent"],
+                 "citation": [{"@type": "Claim", "position": n,
+                               "appearance": {"@type": "DigitalDocument", "name": ..., "url": ..., "abstract": ...}}]}]
+    channelData = {"feedbackLoop": {"type": "default"}}
+
+Teams turns each [n] into a citation pill that shows the document; the AI label says the text is machine
+written; the feedback loop adds 👍/👎 and Teams' own feedback form, which comes back as a
+`message/submitAction` invoke (see bot.py).
+
+Feedback: the current docs enable the buttons with `channelData.feedbackLoop = {"type": "default"}`; the older
+`channelData.feedbackLoopEnabled = true` gives the same default form. Teams rejects an activity that sets both,
+so exactly one is set (FEEDBACK_CHANNEL_DATA). "custom" would make Teams ask the bot for its own form through a
+`message/fetchTask` invoke, which this bot does not implement.
+
+Limits kept here: at most 20 citations (Teams answers 400 above that), a citation name at most 80 characters
+and an abstract at most 160, and the whole serialized activity under MAX_ACTIVITY_BYTES (Teams refuses messages
+over about 28 KB; the connector adds its own fields), cutting the answer text if needed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import PurePosixPath
+from urllib.parse import urlparse
+
+from botbuilder.schema import Activity, ActivityTypes, Entity
+
+from bot.contract import Answer, DocumentInfo, Source, UploadResult
+
+MESSAGE_ENTITY_TYPE = "https://schema.org/Message"
+MAX_CITATIONS = 20
+NAME_CHARS = 80
+ABSTRACT_CHARS = 160
+MAX_ACTIVITY_BYTES = 26_000
+FEEDBACK_CHANNEL_DATA = {"feedbackLoop": {"type": "default"}}
+# Answers a vote can be recorded against: the core records these ("error" and "limited" are not recorded and
+# smalltalk has nothing to learn from). Refusals get the buttons: a 👎 on "not in our policies" is how a
+# missing or badly worded document shows up.
+RATEABLE_KINDS = frozenset({"llm", "extractive", "fallback", "refusal"})
+# Teams' predefined citation icons, by the source's file type.
+_ICONS = {".pdf": "PDF", ".docx": "Microsoft Word", ".doc": "Microsoft Word", ".md": "Text", ".markdown": "Text",
+          ".txt": "Text"}
+_MARKER = re.compile(r"\s?\[(\d{1,3})\]")
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+class RawEntity(Entity):
+    """An entity whose extra keys ("@type", "citation", ...) survive msrest serialization.
+
+    botbuilder's Entity model knows only `type`; msrest drops every other key unless the model maps
+    `additional_properties` to the object itself, which is what this does.
+    """
+
+    _attribute_map = {
+        "type": {"key": "type", "type": "str"},
+        "additional_properties": {"key": "", "type": "{object}"},
+    }
+
+    def __init__(self, *, type: str | None = None, additional_properties: dict | None = None, **kwargs) -> None:
+        super().__init__(type=type, **kwargs)
+        self.additional_properties = dict(additional_properties or {})
+
+
+# --------------------------------------------------------------------------------------------- answers
+
+
+def rateable(answer: Answer) -> bool:
+    return answer.kind in RATEABLE_KINDS
+
+
+def answer_activity(answer: Answer) -> Activity:
+    """The message for one answer: text with [n], citations entity and feedback buttons where they apply."""
+    text = _escape_tags(answer.text)
+    if answer.notice:
+        text = f"_{_escape_tags(answer.notice)}_\n\n{text}"
+    if not rateable(answer):
+        return text_activity(text)
+
+    sources = [s for s in answer.sources if 1 <= s.marker <= MAX_CITATIONS]
+    text = _drop_markers(text, keep={s.marker for s in sources})
+
+    def build(body: str) -> Activity:
+        cited = [s for s in sources if f"[{s.marker}]" in body]
+        entity = message_entity([citation(s) for s in cited])
+        return Activity(type=ActivityTypes.message, text=body, text_format="markdown",
+                        entities=[RawEntity(type=MESSAGE_ENTITY_TYPE, additional_properties=_without_type(entity))],
+                        channel_data=dict(FEEDBACK_CHANNEL_DATA))
+
+    return _fit(text, build)
+
+
+def message_entity(citations: list[dict]) -> dict:
+    """Teams' root message entity: the AI label, and the citations when there are any."""
+    entity = {
+        "type": MESSAGE_ENTITY_TYPE,
+        "@type": "Message",
+        "@context": "https://schema.org",
+        "@id": "",
+        "additionalType": ["AIGeneratedContent"],
+    }
+    if citations:
+        entity["citation"] = citations[:MAX_CITATIONS]
+    return entity
+
+
+def citation(source: Source) -> dict:
+    """One Claim: the document's title as the name, the section and snippet as the abstract, its link."""
+    page = f", p. {source.page}" if source.page else ""
+    name = clip(source.document or source.source or "Document", NAME_CHARS - len(page)) + page
+    abstract = f"{source.section}: {source.snippet}" if source.section else source.snippet
+    appearance: dict = {"@type": "DigitalDocument", "name": name, "abstract": clip(abstract or name, ABSTRACT_CHARS)}
+    if source.link and urlparse(source.link).scheme in ("http", "https"):
+        appearance["url"] = source.link
+    icon = _ICONS.get(PurePosixPath(urlparse(source.source or "").path).suffix.lower())
+    if icon:
+        appearance["image"] = {"@type": "ImageObject", "name": icon}
+    return {"@type": "Claim", "position": source.marker, "appearance": appearance}
+
+
+# --------------------------------------------------------------------------------------------- other replies
+
+
+def text_activity(text: str) -> Activity:
+    """A plain message (command results, errors, help), cut to the size Teams accepts."""
+    return _fit(text, lambda body: Activity(type=ActivityTypes.message, text=body, text_format="markdown"))
+
+
+def typing_activity() -> Activity:
+    return Activity(type=ActivityTypes.typing)
+
+
+def upload_results(results: list[UploadResult | str]) -> str:
+    """One line per file: the core's message (already says what happened or what went wrong)."""
+    lines = [r if isinstance(r, str) else r.message for r in results]
+    return "\n\n".join(lines)
+
+
+def document_list(documents: list[DocumentInfo], limit: int = 100) -> str:
+    if not documents:
+        return "No documents yet. An admin can send me a file (pdf, docx, md, txt, html) here to add one."
+    lines = [f"**Policy documents ({len(documents)})**", ""]
+    for d in documents[:limit]:
+        when = f", updated {d.updated_at[:10]}" if d.updated_at else ""
+        title = _escape_tags(d.title)
+        title = f"[{title}]({d.link})" if d.link and urlparse(d.link).scheme in ("http", "https") else title
+        lines.append(f"- {title} — version {d.version}, {d.chunks} passages{when}")
+    if len(documents) > limit:
+        lines.append(f"- … and {len(documents) - limit} more")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word where possible, with an ellipsis when cut."""
+    text = " ".join((text or "").split())
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)]
+    if " " in cut[limit // 2:]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def activity_bytes(activity: Activity) -> int:
+    return len(json.dumps(activity.serialize(), ensure_ascii=False).encode("utf-8"))
+
+
+def _fit(text: str, build) -> Activity:
+    """build(text), with the text cut (at a word, with "…") until the serialized activity fits."""
+    activity = build(text)
+    for _ in range(6):
+        excess = activity_bytes(activity) - MAX_ACTIVITY_BYTES
+        if excess <= 0:
+            return activity
+        encoded = text.encode("utf-8")
+        keep = max(len(encoded) - excess - 64, 0)
+        text = encoded[:keep].decode("utf-8", "ignore")
+        text = (text.rsplit(" ", 1)[0] if " " in text[-200:] else text) + " …"
+        activity = build(text)
+    return activity
+
+
+def _drop_markers(text: str, keep: set[int]) -> str:
+    """Remove [n] markers that have no citation (past Teams' 20), so none shows as a dead reference."""
+    return _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in keep else "", text)
+
+
+def _escape_tags(text: str) -> str:
+    """Text from documents or the LLM must not become Teams markup (<at>, <a href>, ...); "a < b" stays."""
+    return _TAG_START.sub("&lt;", text or "")
+
+
+def _without_type(entity: dict) -> dict:
+    return {k: v for k, v in entity.items() if k != "type"}

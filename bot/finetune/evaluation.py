@@ -1,0 +1,321 @@
+"""Answer evaluation and the promotion gate.
+
+`evaluate_answers` runs a question set (knowledge.evaluation's JSONL: question, document — null when the
+documents do not answer it —, section, answer_key) through the full answer pipeline, `PolicyBot.answer` with
+`model_override`, as platform "eval" and user "eval", and measures:
+
+- citation_validity: of the answers that carry [n] markers, the share whose markers all point to sources
+  that were in the prompt. Measured on the model's raw reply (before the core drops bad markers and falls back
+  to an extractive answer), so a model that invents source numbers scores lower.
+- grounded_rate: of the answerable questions, the share answered (not refused) by the model itself with at
+  least one valid citation (an extractive fallback after a failed model reply does not count).
+- correct_refusal_rate: of the questions the documents do not answer, the share refused.
+- answer_key_hit_rate: of the answerable questions with an answer key, the share whose answer contains every
+  key phrase (case-insensitive).
+- document_hit_rate: of the answerable questions, the share citing the expected document.
+
+The answer cache is bypassed for evaluation runs (a cached answer would hide the model's reply).
+
+The gate: a candidate is promoted only when none of these metrics is lower than the current model's (the active
+fine-tuned model, or the base model's `baseline` row) by more than `tolerance`, measured on the same question
+set; `--force` overrides, and the refusal says which metric dropped and by how much.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bot.finetune import registry
+from bot.finetune.registry import ModelInfo, RegistryError
+from knowledge.evaluation import EvalQuestion, load_questions
+
+GATE_METRICS = ("citation_validity", "grounded_rate", "correct_refusal_rate", "answer_key_hit_rate",
+                "document_hit_rate")
+EVAL_PLATFORM = "eval"
+EVAL_USER = "eval"
+BASE = "base"
+
+_MARKER = re.compile(r"\[(\d+(?:\s*[,\-–]\s*\d+)*)\]")
+_SOURCE_TAG = re.compile(r'<source id="\d+"')
+
+
+def _marker_numbers(text: str) -> list[int]:
+    numbers = []
+    for group in _MARKER.findall(text):
+        for part in re.split(r"\s*[,\-–]\s*", group):
+            if part.strip().isdigit():
+                numbers.append(int(part))
+    return numbers
+
+
+class _NoCache:
+    """Evaluation answers neither come from nor go to the answer cache."""
+
+    def get(self, key):
+        return None
+
+    def put(self, key, value):
+        return None
+
+
+class _RecordingLLM:
+    """Wraps the core's LLM to keep the model's raw reply and the number of sources it was given."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.last: tuple[str, int] | None = None
+
+    def complete(self, messages, model, *args, **kwargs):
+        generation = self.inner.complete(messages, model, *args, **kwargs)
+        user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        self.last = (generation.text, len(_SOURCE_TAG.findall(user)))
+        return generation
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@dataclass
+class QuestionResult:
+    question: str
+    answerable: bool
+    kind: str
+    model: str
+    answer: str
+    citations_valid: bool | None  # None: the reply had no markers
+    grounded: bool | None  # answerable questions only
+    refused: bool
+    key_hit: bool | None
+    document_hit: bool | None
+
+    def as_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EvalReport:
+    model: str
+    metrics: dict
+    results: list[QuestionResult] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"model": self.model, "metrics": self.metrics, "results": [r.as_json() for r in self.results]}
+
+
+def question_set_hash(questions: list[EvalQuestion]) -> str:
+    rows = [{"q": q.question, "d": q.document, "s": q.section, "k": q.answer_key} for q in questions]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _expected_document(source, expected: str) -> bool:
+    want = expected.strip().lower()
+    name = (source.source or "").lower()
+    return name == want or name.endswith("/" + want) or (source.document or "").lower() == want
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return round(hits / total, 4) if total else None
+
+
+def evaluate_answers(runtime, questions: list[EvalQuestion], model: str | None = None, bot=None) -> EvalReport:
+    """Run `questions` through the answer core with `model` (None: the model that would answer now)."""
+    from bot.core import PolicyBot
+
+    bot = bot or PolicyBot(runtime)
+    saved = (bot.cache, bot.llm)  # a caller's bot is lent, not changed
+    bot.cache = _NoCache()
+    recorder = _RecordingLLM(bot.llm) if bot.llm is not None else None
+    if recorder is not None:
+        bot.llm = recorder
+    try:
+        results = [_ask(bot, recorder, q, model) for q in questions]
+    finally:
+        bot.cache, bot.llm = saved
+    return _report(questions, results, model)
+
+
+def _ask(bot, recorder: _RecordingLLM | None, q: EvalQuestion, model: str | None) -> QuestionResult:
+    if recorder is not None:
+        recorder.last = None
+    answer = bot.answer(q.question, EVAL_USER, EVAL_PLATFORM, None, model_override=model)
+    refused = answer.kind == "refusal"
+    raw = recorder.last if recorder is not None and recorder.last else (answer.text, len(answer.sources))
+    numbers = _marker_numbers(raw[0]) if not refused else []
+    valid = None if not numbers else all(1 <= n <= raw[1] for n in numbers)
+    text = answer.text.lower()
+    return QuestionResult(
+        question=q.question, answerable=q.answerable, kind=answer.kind, model=answer.model, answer=answer.text,
+        citations_valid=valid,
+        grounded=(answer.kind in ("llm", "extractive") and answer.grounded) if q.answerable else None,
+        refused=refused,
+        key_hit=all(k.lower() in text for k in q.answer_key) if q.answerable and q.answer_key else None,
+        document_hit=any(_expected_document(s, q.document) for s in answer.sources) if q.answerable else None,
+    )
+
+
+def _report(questions: list[EvalQuestion], results: list[QuestionResult], model: str | None) -> EvalReport:
+    answerable = [r for r in results if r.answerable]
+    unanswerable = [r for r in results if not r.answerable]
+    cited = [r for r in results if r.citations_valid is not None]
+    keyed = [r for r in answerable if r.key_hit is not None]
+    used_model = model or next((r.model for r in results if r.kind == "llm"), None) or (
+        results[0].model if results else "")
+    metrics = {
+        "citation_validity": _rate(sum(r.citations_valid for r in cited), len(cited)),
+        "grounded_rate": _rate(sum(bool(r.grounded) for r in answerable), len(answerable)),
+        "correct_refusal_rate": _rate(sum(r.refused for r in unanswerable), len(unanswerable)),
+        "answer_key_hit_rate": _rate(sum(bool(r.key_hit) for r in keyed), len(keyed)),
+        "document_hit_rate": _rate(sum(bool(r.document_hit) for r in answerable), len(answerable)),
+        "questions": len(results),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "answers_with_markers": len(cited),
+        "false_refusals": sum(r.refused for r in answerable),
+        "fallbacks": sum(r.kind == "fallback" for r in results),
+        "errors": sum(r.kind == "error" for r in results),
+        "question_set": question_set_hash(questions),
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": used_model,
+    }
+    return EvalReport(used_model, metrics, results)
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def resolve_model(runtime, ref: str) -> ModelInfo:
+    """A registry row for `--model`: an id, job id or model id; "base" (or the base model's name) is the
+    configured base model's baseline row, created on demand."""
+    base_model = runtime.settings.chat_model
+    if ref in (BASE, base_model):
+        found = registry.find(runtime.sessions, ref) if ref != BASE else None
+        if found is not None and found.provider != "base":
+            return found
+        return registry.baseline(runtime.sessions, base_model, create_missing=True)
+    return registry.get(runtime.sessions, ref)
+
+
+def evaluate_model(runtime, info: ModelInfo, questions: list[EvalQuestion], questions_file: str | None = None,
+                   bot=None) -> EvalReport:
+    """Evaluate one registry model and store the metrics on it."""
+    if not info.model_id:
+        raise RegistryError(f"{info.label} has no model to evaluate yet")
+    report = evaluate_answers(runtime, questions, model=info.model_id, bot=bot)
+    metrics = {**report.metrics, **({"questions_file": questions_file} if questions_file else {})}
+    registry.set_metrics(runtime.sessions, info.id, metrics)
+    return report
+
+
+def current_reference(runtime) -> ModelInfo | None:
+    """What a candidate must beat: the active model, else the base model's baseline row (if evaluated)."""
+    return registry.active(runtime.sessions) or registry.baseline(runtime.sessions, runtime.settings.chat_model)
+
+
+# ------------------------------------------------------------------------------------------------ the gate
+
+
+@dataclass(frozen=True)
+class Drop:
+    metric: str
+    candidate: float
+    reference: float
+
+    @property
+    def delta(self) -> float:
+        return self.candidate - self.reference
+
+    def describe(self) -> str:
+        return (f"{self.metric} dropped from {self.reference:.3f} to {self.candidate:.3f} "
+                f"({self.delta:+.3f}, {self.delta * 100:+.1f} points)")
+
+
+def compare(candidate: dict, reference: dict, tolerance: float = 0.0) -> list[Drop]:
+    """Metrics where the candidate is worse than the reference by more than `tolerance`."""
+    drops = []
+    for metric in GATE_METRICS:
+        new, old = candidate.get(metric), reference.get(metric)
+        if new is None or old is None:
+            continue
+        if new < old - tolerance - 1e-9:
+            drops.append(Drop(metric, float(new), float(old)))
+    return drops
+
+
+def _has_metrics(metrics: dict) -> bool:
+    return any(metrics.get(m) is not None for m in GATE_METRICS)
+
+
+@dataclass
+class PromotionOutcome:
+    promoted: bool
+    message: str
+    candidate: ModelInfo
+    reference: ModelInfo | None = None
+    drops: list[Drop] = field(default_factory=list)
+    previous: ModelInfo | None = None
+
+    def as_json(self) -> dict:
+        return {
+            "promoted": self.promoted, "message": self.message, "candidate": self.candidate.as_json(),
+            "reference": self.reference.as_json() if self.reference else None,
+            "drops": [{"metric": d.metric, "candidate": d.candidate, "reference": d.reference, "delta": round(d.delta, 4)}
+                      for d in self.drops],
+        }
+
+
+def promote(runtime, ref: str, *, force: bool = False, questions_path: Path | None = None,
+            tolerance: float = 0.0, bot=None) -> PromotionOutcome:
+    """Promote a candidate through the gate. With `questions_path` the candidate and the current model are
+    evaluated first (and their metrics stored); otherwise their stored metrics are compared."""
+    sessions = runtime.sessions
+    candidate = registry.get(sessions, ref)
+    if candidate.status not in registry.PROMOTABLE:
+        raise RegistryError(
+            f"{candidate.label} cannot be promoted: only {', '.join(registry.PROMOTABLE)} models can"
+            + (" (its job is still running: `policybot finetune status`)" if candidate.status == registry.TRAINING else "")
+        )
+    reference = current_reference(runtime)
+    if questions_path is not None:
+        questions = load_questions(questions_path)
+        if reference is None:
+            reference = registry.baseline(sessions, runtime.settings.chat_model, create_missing=True)
+        evaluate_model(runtime, candidate, questions, str(questions_path), bot)
+        evaluate_model(runtime, reference, questions, str(questions_path), bot)
+        candidate, reference = registry.get(sessions, candidate.id), registry.get(sessions, reference.id)
+    reference_name = (f"the active model {reference.label}" if reference is not None and reference.status == "active"
+                      else f"the base model {runtime.settings.chat_model}")
+
+    drops: list[Drop] = []
+    problem = None
+    if not _has_metrics(candidate.metrics):
+        problem = (f"{candidate.label} has no evaluation metrics; run `policybot eval answers QUESTIONS.jsonl "
+                   f"--model {candidate.id}` or pass --questions")
+    elif reference is None or not _has_metrics(reference.metrics):
+        problem = (f"{reference_name} has no evaluation metrics to compare with; run `policybot eval answers "
+                   f"QUESTIONS.jsonl --model {reference.id if reference is not None and reference.status == 'active' else BASE}`"
+                   " or pass --questions")
+    elif candidate.metrics.get("question_set") != reference.metrics.get("question_set"):
+        problem = (f"{candidate.label} and {reference_name} were evaluated on different question sets "
+                   f"({candidate.metrics.get('question_set')} vs {reference.metrics.get('question_set')}); "
+                   "pass --questions to evaluate both on the same set")
+    else:
+        drops = compare(candidate.metrics, reference.metrics, tolerance)
+        if drops:
+            problem = (f"{candidate.label} scores worse than {reference_name}: "
+                       + "; ".join(d.describe() for d in drops))
+
+    if problem and not force:
+        return PromotionOutcome(False, f"Not promoted: {problem}. Use --force to promote anyway.", candidate,
+                                reference, drops)
+    new, previous = registry.activate(sessions, candidate.id, reason="forced" if (problem and force) else "gate passed")
+    message = f"Promoted {new.label}; it answers from the next question on."
+    if previous is not None:
+        message += f" Retired #{previous.id} {previous.model_id} (`policybot model rollback` restores it)."
+    if problem:
+        message += f" Forced past the gate: {problem}."
+    return PromotionOutcome(True, message, new, reference, drops, previous)

@@ -19,12 +19,12 @@ from bot import followup, interactions, metrics, ratelimit, router
 from bot.cache import AnswerCache, cache_key
 from bot.citations import has_citation, renumber
 from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadResult
-from bot.extractive import extract_answer
+from bot.extractive import EXTRACTIVE_VERSION, extract_answer
 from bot.llm import LLM, LLMError
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
 from bot.records import Interaction
 from bot.registry import answer_state
-from bot.relevance import judge
+from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.ingest import ingest_bytes, list_documents, remove_document
@@ -46,6 +46,7 @@ class PolicyBot:
         self.cache = AnswerCache(runtime.redis, runtime.settings.cache_ttl_s)
         self.brand_voice = load_brand_voice(runtime.settings.brand_voice_file)
         self.llm = LLM(runtime.openai, runtime.settings.llm_concurrency) if runtime.openai is not None else None
+        self.calibrator = Calibrator(runtime.embedder, runtime.redis)
 
     # ------------------------------------------------------------------------------------------ answers
 
@@ -103,7 +104,7 @@ class PolicyBot:
         with self.runtime.sessions() as session:
             corpus_version, active_model = answer_state(session)
         model = model_override or (active_model or self.settings.chat_model if self.llm else EXTRACTIVE_MODEL)
-        key = cache_key(standalone, corpus_version, model, PROMPT_VERSION)
+        key = cache_key(standalone, corpus_version, model, f"{PROMPT_VERSION}/{EXTRACTIVE_VERSION}")
         hit = self.cache.get(key)
         metrics.observe_cache(hit is not None)
         timings["cache"] = _ms(t)
@@ -122,7 +123,7 @@ class PolicyBot:
                               query_embedding=query_vector)
         timings["retrieve"] = _ms(t)
 
-        relevance = judge(passages)
+        relevance = judge(passages, self.calibrator.threshold(self.runtime.sessions, corpus_version))
         usage = (None, None)
         if not relevance.relevant:
             answer = self._refusal(standalone, model, notice)

@@ -15,8 +15,9 @@ actually write.
 
 Only llm / extractive / fallback answers count (not small talk, refusals or errors); a cached answer has no
 snapshot of its own and is folded into the interaction that produced it (one vote per user, the latest). An
-example is dropped when a document in its snapshot was since removed or changed (document id + version
-against the documents table). Personal data in questions, answers and corrections is scrubbed (see `scrub`).
+example is dropped when a document the answer cited (its sources) was since removed or changed (snapshot
+document id + version against the documents table); retrieved passages it did not cite whose document was
+removed or changed are left out of the prompt instead. Personal data in questions, answers and corrections is scrubbed (see `scrub`).
 The train/validation split is a hash of the example, so an example stays on its side as the set grows.
 """
 
@@ -286,6 +287,7 @@ class _Prompt:
     allowed: set[str]  # company text (sources, system message): never scrubbed from a target
     layout: dict[int, int]  # 1-based snapshot position -> 1-based position in this prompt
     scrubbed: Counter  # what was scrubbed from the question
+    sources: int = 0
 
     def positions(self, candidate: Candidate) -> dict[int, int]:
         """The candidate's displayed markers -> this prompt's source numbers (same snapshot)."""
@@ -300,6 +302,7 @@ class _Builder:
         self.sessions, self.embedder, self.distractors = sessions, embedder, distractors
         self._prompts: dict[str, _Prompt] = {}
         self.stale_passages_removed = 0
+        self.skipped: Counter = Counter()
 
     def prompt(self, candidate: Candidate) -> _Prompt:
         if candidate.interaction_id not in self._prompts:
@@ -328,7 +331,7 @@ class _Builder:
         report = ScrubReport()
         question = scrub(candidate.question, report, allowed)
         messages = build_messages(question, sources, self.brand_voice, self.hr_contact)
-        return _Prompt(messages, allowed, layout, report.counts)
+        return _Prompt(messages, allowed, layout, report.counts, len(sources))
 
     def target(self, prompt: _Prompt, candidate: Candidate, answer: str, counts: Counter) -> tuple[str, bool]:
         """`answer` (the candidate's answer or a correction of it) with markers in the prompt's numbering, scrubbed.
@@ -368,6 +371,9 @@ def sft_examples(candidates: list[Candidate], builder: _Builder) -> list[Example
         if c.verdict <= 0 and not corrections:
             continue
         prompt = builder.prompt(c)
+        if not prompt.sources:
+            builder.skipped["no_current_sources"] += 1
+            continue
         if c.verdict > 0:
             counts = Counter(prompt.scrubbed)
             target, uncited = builder.target(prompt, c, c.answer, counts)
@@ -388,6 +394,9 @@ def dpo_examples(candidates: list[Candidate], builder: _Builder) -> list[Example
         if not corrections:
             continue
         prompt = builder.prompt(c)
+        if not prompt.sources:
+            builder.skipped["no_current_sources"] += 1
+            continue
         for correction in corrections:
             counts = Counter(prompt.scrubbed)
             preferred, uncited = builder.target(prompt, c, correction, counts)
@@ -405,6 +414,8 @@ def dpo_examples(candidates: list[Candidate], builder: _Builder) -> list[Example
         disliked = [c for c in group if c.verdict < 0]
         for good in liked:
             prompt = builder.prompt(good)
+            if not prompt.sources:
+                continue
             for bad in disliked:
                 counts = Counter(prompt.scrubbed)
                 preferred, uncited = builder.target(prompt, good, good.answer, counts)
@@ -442,7 +453,7 @@ def build_dataset(
     builder = _Builder(brand_voice, hr_contact, documents, sessions, embedder, distractors)
     made = sft_examples(candidates, builder) if kind == "sft" else dpo_examples(candidates, builder)
 
-    dropped: Counter = Counter(skipped)
+    dropped: Counter = Counter(skipped) + builder.skipped
     kept: list[Example] = []
     seen: set[str] = set()
     for example in made:
@@ -471,6 +482,10 @@ def build_dataset(
         smallest = min(train, key=lambda e: e.hash)
         train.remove(smallest)
         validation.append(smallest)
+    if not train and validation:  # and never an empty training file
+        largest = max(validation, key=lambda e: e.hash)
+        validation.remove(largest)
+        train.append(largest)
     dataset_hash = hashlib.sha256(
         "\n".join(["train:" + e.hash for e in sorted(train, key=lambda e: e.hash)]
                   + ["validation:" + e.hash for e in sorted(validation, key=lambda e: e.hash)]).encode()

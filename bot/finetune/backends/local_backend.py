@@ -15,10 +15,12 @@ torch, transformers, trl, peft and datasets are imported inside the functions on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -193,10 +195,11 @@ def train(dataset_dir: Path, kind: str, base_model: str, out: Path, opts: LocalO
         trainer = DPOTrainer(model=model, ref_model=None, args=DPOConfig(beta=opts.beta, **common),
                              train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
                              peft_config=lora)
-    result = trainer.train()
-    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
-    if eval_set is not None:
-        metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+    # The trainer prints its logs; they go to stderr so that stdout stays clean (e.g. `--json` output).
+    with contextlib.redirect_stdout(sys.stderr):
+        result = trainer.train()
+        evaluation = trainer.evaluate() if eval_set is not None else {}
+    metrics = {k: float(v) for k, v in {**(result.metrics or {}), **evaluation}.items() if isinstance(v, (int, float))}
 
     adapter_dir = out / "adapter"
     trainer.model.save_pretrained(str(adapter_dir))

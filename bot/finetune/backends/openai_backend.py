@@ -137,9 +137,10 @@ class OpenAIBackend:
             details["error"] = {"code": getattr(error, "code", None), "message": getattr(error, "message", None),
                                 "param": getattr(error, "param", None)}
         if events is not None:
-            details["events"] = [
-                {"at": e.created_at, "level": e.level, "message": e.message} for e in sorted(events, key=lambda e: e.created_at)
-            ][-EVENTS_KEPT:]
+            # the API lists newest first; oldest first here (ties keep the API's order, reversed)
+            ordered = sorted(reversed(events), key=lambda e: e.created_at)
+            details["events"] = [{"at": e.created_at, "level": e.level, "message": e.message}
+                                 for e in ordered][-EVENTS_KEPT:]
         fields: dict = {}
         if record.status == registry.TRAINING:  # a promoted or retired model keeps its registry status
             new_status = _status_of(job.status)

@@ -164,7 +164,8 @@ class PolicyBot:
                 log.warning("LLM failed, answering extractively: %s", err)
                 kind = "fallback"
         t = time.perf_counter()
-        text = extract_answer(question, [p.text for p in passages], focus=focus)
+        text = extract_answer(question, [p.text for p in passages], focus=focus,
+                              documents=[p.document_id for p in passages])
         timings["extract"] = _ms(t)
         if not text:
             return self._refusal(question, model, notice), usage

@@ -18,7 +18,7 @@ from bot.textmatch import terms
 from knowledge.chunking import split_sentences
 
 # Part of the answer cache key: bump it when the way answers are extracted changes.
-EXTRACTIVE_VERSION = "extractive-v3"
+EXTRACTIVE_VERSION = "extractive-v4"
 MAX_SENTENCES = 3
 MAX_CHARS = 700
 _QUANTITY_QUESTION = re.compile(r"\b(how (many|much|long|often|soon|far)|when|what (is|are) the (limit|amount|rate))\b", re.I)
@@ -67,10 +67,11 @@ def _candidates(question: str, passage_texts: list[str], focus: str | None) -> l
 
 
 def extract_answer(question: str, passage_texts: list[str], intro: str = "Here's what our policies say:",
-                   focus: str | None = None) -> str:
+                   focus: str | None = None, documents: list[object] | None = None) -> str:
     """An answer made of the passages' own sentences, each followed by its source marker [n] (1-based).
 
     `focus` is the user's latest message when `question` was rewritten from a follow-up: its words count twice.
+    `documents` names each passage's document, so extras from the lead's own document are easier to admit.
     """
     candidates = sorted(_candidates(question, passage_texts, focus), key=lambda s: -s.score)
     if not candidates:
@@ -83,8 +84,13 @@ def extract_answer(question: str, passage_texts: list[str], intro: str = "Here's
             break
         if sentence is lead or length + len(sentence.text) > MAX_CHARS:
             continue
-        # Extras must match about as well as the lead; from another passage, nearly as well.
-        bar = lead.score * (0.8 if sentence.passage_index == lead.passage_index else 0.7)
+        # Extras must match nearly as well as the lead; from another document, at least as well.
+        if sentence.passage_index == lead.passage_index:
+            bar = lead.score * 0.8
+        elif documents and documents[sentence.passage_index] == documents[lead.passage_index]:
+            bar = lead.score * 0.9
+        else:
+            bar = lead.score
         if sentence.score <= 0 or sentence.score < bar:
             continue
         chosen.append(sentence)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import sys
 from importlib import resources
 from pathlib import Path
@@ -52,6 +53,8 @@ def ask(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def chat(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.verbose:  # keep the conversation readable: only problems are logged
+        logging.getLogger().setLevel(logging.WARNING)
     runtime = build_runtime(settings)
     if not args.no_sample:
         load_sample_if_empty(runtime)

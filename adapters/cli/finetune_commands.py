@@ -223,10 +223,11 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
     runtime = _runtime(settings)
     try:
         job = registry.get(runtime.sessions, args.job)
-        backend = backend_for(job, runtime)
-        job = backend.status(job) if job.status == registry.TRAINING or job.provider == "openai" else job
-        if args.wait:
-            job = _wait(backend, job, args.interval)
+        if job.status == registry.TRAINING:  # a finished job's record is its status
+            backend = backend_for(job, runtime)
+            job = backend.status(job)
+            if args.wait:
+                job = _wait(backend, job, args.interval)
     except (RuntimeError, ValueError) as err:
         raise UserFacingError(str(err)) from err
     _show_job(job, args.json)

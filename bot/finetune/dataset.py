@@ -504,7 +504,7 @@ def build_dataset(
         "stale_passages_removed": builder.stale_passages_removed,
         "distractors": distractors,
         "validation_share": validation_share,
-        "corrections_from": "anyone" if correction_authors is None else sorted(correction_authors),
+        "corrections_from": "anyone" if correction_authors is None else f"admins ({len(correction_authors)})",
         "brand_voice_sha256": hashlib.sha256(brand_voice.encode()).hexdigest(),
     }
     return Dataset(kind, train, validation, report, dataset_hash)

@@ -7,6 +7,7 @@ to do, so adapters can show it to the uploader as-is. Library exceptions never e
 from __future__ import annotations
 
 import hashlib
+import string
 import io
 import re
 import unicodedata
@@ -93,6 +94,8 @@ def load_bytes(data: bytes, filename: str, max_bytes: int = DEFAULT_MAX_BYTES) -
                 else "check the file has real text content")
         raise DocumentError(filename, f"has no extractable text; {hint}")
     title = _clean_inline(title or "") or _humanize_stem(filename)
+    if title.isupper() and len(title) > 4:  # "LEARNING POLICY" shouts in every citation
+        title = string.capwords(title.lower())
     return LoadedDocument(title=title, doc_type=doc_type, sections=sections,
                           content_hash=hashlib.sha256(data).hexdigest())
 

@@ -111,7 +111,7 @@ Shoes
 Closed shoes in the lab.
 """
     doc = load_bytes(text.encode(), "handbook.txt")
-    assert doc.title == "EMPLOYEE HANDBOOK"
+    assert doc.title == "Employee Handbook"  # an all-caps title is title-cased
     assert [s.path for s in doc.sections] == [
         ("1. Leave",), ("1. Leave", "1.1 Annual leave"), ("Dress Code",), ("Dress Code", "Shoes"),
     ]

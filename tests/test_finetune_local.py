@@ -1,0 +1,153 @@
+"""The local backend: real TRL (SFT, DPO) + PEFT LoRA training of a tiny causal LM the test builds itself (random
+weights, a word-level tokenizer trained on the test's text, a chat template; no download), then the adapter is
+loaded back with peft and generates. Skipped only when the train extra (torch, transformers, trl, peft) is
+not installed."""
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+pytest.importorskip("datasets")
+pytest.importorskip("tokenizers")
+
+from adapters.cli import main  # noqa: E402
+from bot.finetune import formats, registry  # noqa: E402
+from bot.finetune.backends.local_backend import LocalBackend, LocalTrainingError  # noqa: E402
+from bot.prompt import PromptSource, build_messages, default_brand_voice  # noqa: E402
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
+FACTS = [
+    ("How many vacation days do I get?", "Full-time employees receive 25 days of paid vacation per year.",
+     "You get 25 days of paid vacation a year [1]."),
+    ("When do I report sick?", "Tell your manager before 10:00 on the first day of illness.",
+     "Tell your manager before 10:00 on your first sick day [1]."),
+    ("Can I expense a coworking desk?", "Coworking desks are reimbursed up to 250 EUR per month.",
+     "Yes, up to 250 EUR a month [1]."),
+    ("What is the client meal limit?", "Client meals are reimbursed up to 60 EUR per person.",
+     "Up to 60 EUR per person [1]."),
+    ("Do I need a doctor's note?", "A doctor's note is needed from the fourth day of absence.",
+     "Yes, from your fourth day off sick [1]."),
+    ("Can I carry over vacation?", "Unused vacation can be carried over until March 31.",
+     "Yes, until March 31 of the next year [1]."),
+]
+REJECTED = "I am not sure, maybe ask someone."
+
+
+def _prompt(question, passage):
+    return build_messages(question, [PromptSource("Handbook", "Policy", passage)], default_brand_voice(),
+                          "the People team (hr@example.com)")
+
+
+def _dataset(folder, kind):
+    records = [formats.sft_record(_prompt(q, p), a) if kind == "sft" else formats.dpo_record(_prompt(q, p), a, REJECTED)
+               for q, p, a in FACTS]
+    folder.mkdir(parents=True)
+    formats.write_jsonl(folder / formats.TRAIN_FILE, records[:4])
+    formats.write_jsonl(folder / formats.VALIDATION_FILE, records[4:5])
+    (folder / formats.MANIFEST_FILE).write_text(json.dumps(
+        {"kind": kind, "dataset_hash": kind * 16, "prompt_version": "answer-v1", "train": 4, "validation": 1}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A 2-layer Llama with random weights and a word-level tokenizer over the examples' own text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    texts = [m["content"] for q, p, a in FACTS for m in _prompt(q, p)] + [a for _, _, a in FACTS] + [REJECTED]
+    core = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    core.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIAL))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>",
+                                        bos_token="<s>", eos_token="</s>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def _generate(base, adapter_dir, messages):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter_dir)
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return output[0][inputs["input_ids"].shape[1]:]
+
+
+def test_sft_lora_through_the_cli(runtime, settings, tiny_model, monkeypatch, tmp_path, capsys):
+    for name, value in (("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url),
+                        ("POLICYBOT_HOME", str(settings.home))):
+        monkeypatch.setenv(name, value)
+    dataset = _dataset(tmp_path / "sft", "sft")
+    out = tmp_path / "run"
+    code = main(["finetune", "start", "--backend", "local", "--dataset", str(dataset), "--base-model", str(tiny_model),
+                 "--suffix", "brand", "--max-steps", "3", "--batch-size", "2", "--lora-r", "4", "--lora-alpha", "8",
+                 "--max-length", "1024", "--output", str(out), "--merge", "--json"])
+    job = json.loads(capsys.readouterr().out)
+    assert code == 0, job
+    assert job["status"] == "candidate" and job["provider"] == "local" and job["model_id"].startswith("brand-")
+    assert job["dataset_hash"] == "sft" * 16
+    details = job["details"]
+    assert (out / "adapter" / "adapter_config.json").exists() and (out / "merged" / "config.json").exists()
+    assert details["training_metrics"]["train_loss"] > 0 and "eval_loss" in details["training_metrics"]
+    serving = (out / "SERVING.md").read_text()
+    assert f"--lora-modules {job['model_id']}={out.resolve() / 'adapter'}" in serving
+    assert "--enable-lora" in details["serving"]["lora_command"]
+    assert details["serving"]["merged_command"].endswith(f"--served-model-name {job['model_id']}")
+    assert registry.get(runtime.sessions, job["model_id"]).status == "candidate"
+
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 4 and adapter_config["peft_type"] == "LORA"
+    new_tokens = _generate(tiny_model, out / "adapter", _prompt(*FACTS[0][:2]))
+    assert 1 <= len(new_tokens) <= 4
+
+
+def test_dpo_lora(runtime, tiny_model, tmp_path):
+    backend = LocalBackend(runtime.sessions, tmp_path / "work")
+    job = backend.start(_dataset(tmp_path / "dpo", "dpo"), "dpo", str(tiny_model), "pref", max_steps=2,
+                        batch_size=2, lora_r=4, lora_alpha=8, max_length=1024, beta=0.1)
+    assert job.status == "candidate", job.details.get("error")
+    metrics = job.details["training_metrics"]
+    assert "train_loss" in metrics and "eval_rewards/margins" in metrics
+    adapter = job.details["adapter_dir"]
+    assert adapter.startswith(str(tmp_path / "work" / job.job_id))
+    assert len(_generate(tiny_model, adapter, _prompt(*FACTS[1][:2]))) >= 1
+    assert backend.status(job).status == "candidate"
+    assert [j["job_id"] for j in backend.list()] == [job.job_id]
+
+
+def test_local_failures_are_clear(runtime, tiny_model, tmp_path):
+    backend = LocalBackend(runtime.sessions, tmp_path / "work")
+    with pytest.raises(LocalTrainingError, match="not a local folder"):
+        backend.start(_dataset(tmp_path / "a", "sft"), "sft", "Qwen/Qwen2.5-0.5B-Instruct", None)
+    with pytest.raises(LocalTrainingError, match="holds a sft dataset, not dpo"):
+        backend.start(tmp_path / "a", "dpo", str(tiny_model), None)
+    # a failure inside training is recorded on the job, with the error
+    broken = _dataset(tmp_path / "b", "sft")
+    (broken / formats.TRAIN_FILE).write_text("")
+    job = backend.start(broken, "sft", str(tiny_model), None)
+    assert job.status == "failed" and "has no examples" in job.details["error"]["message"]

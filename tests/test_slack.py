@@ -27,7 +27,6 @@ from tests.fakes.slack_api import (
     message,
     new_event_id,
     new_ts,
-    slash_command,
     view_submission,
 )
 from tests.helpers import write
@@ -252,12 +251,13 @@ async def test_ack_comes_before_a_slow_answer_and_shutdown_waits_for_it(llm_poli
     load_leave(bot.runtime, tmp_path)
     fake_openai.queue(Scripted(delay_s=1.0, content="Full-time employees get 25 days of vacation a year [1]."))
     async with serving(bot) as slack:
+        adapter = slack.client.server.app[SLACK_KEY]
         await slack.event(app_mention("hello"))  # warm-up (smalltalk, no LLM): the first request pays for auth.test
         await fake_slack.wait_for("chat.postMessage")
+        await adapter.drain()
         reply = await slack.event(app_mention("How many vacation days do I get?"))
         assert reply.status == 200 and reply.elapsed_s < 0.5, reply.elapsed_s  # measured ~10 ms
         assert len(fake_slack.calls_to("chat.postMessage")) == 1  # the answer is still being written
-        adapter = slack.client.server.app[SLACK_KEY]
         assert len(adapter.tasks) == 1
     # Shutting down waited for the answer instead of dropping it.
     posts = fake_slack.calls_to("chat.postMessage")
@@ -378,3 +378,50 @@ async def test_feedback_on_an_unknown_answer_is_not_saved(slack_bot, fake_slack)
         await slack.interaction(feedback_click("+1:not a uuid", "U2", answer_message, "D1"))
     assert "couldn't find that answer" in note.args["text"] and votes(slack_bot.runtime) == []
     assert len(fake_slack.calls_to("chat.postEphemeral")) == 1
+
+
+# --------------------------------------------------------------------------------------------- Socket Mode
+
+
+@run_async
+async def test_socket_mode_when_an_app_token_is_set(runtime, fake_slack, tmp_path):
+    """SLACK_APP_TOKEN: no HTTP route; the bot connects to Slack's WebSocket, acks envelopes and answers."""
+    from aiohttp import WSMsgType, web
+
+    from tests.fakes.slack_api import event_envelope
+
+    load_leave(runtime, tmp_path)
+    connected: asyncio.Queue = asyncio.Queue()
+    acks: asyncio.Queue = asyncio.Queue()
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:  # Slack's side of Socket Mode
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0POLICY"},
+                            "debug_info": {"host": "test", "approximate_connection_time": 3600}})
+        await connected.put(ws)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await acks.put(json.loads(msg.data))
+        return ws
+
+    socket_app = web.Application()
+    socket_app.router.add_get("/link", socket)
+    async with TestServer(socket_app, host="127.0.0.1") as socket_server:
+        fake_slack.socket_url = str(socket_server.make_url("/link")).replace("http://", "ws://")
+        runtime.settings = slack_settings(runtime.settings, fake_slack, slack_signing_secret=None,
+                                          slack_app_token="xapp-1-A0POLICY-test")
+        async with TestClient(TestServer(build_app(PolicyBot(runtime)), host="127.0.0.1")) as client:
+            assert (await client.post("/slack/events", data=b"{}")).status == 404  # HTTP mode is off
+            ws = await asyncio.wait_for(connected.get(), 10)
+            mention, event_id = app_mention("How many vacation days do I get?"), new_event_id()
+            for attempt, envelope_id in enumerate(("env-1", "env-2")):  # Slack retries over the socket too
+                await ws.send_json({"envelope_id": envelope_id, "type": "events_api", "accepts_response_payload": False,
+                                    "retry_attempt": attempt, "retry_reason": "timeout" if attempt else "",
+                                    "payload": event_envelope(mention, event_id)})
+                assert (await asyncio.wait_for(acks.get(), 5))["envelope_id"] == envelope_id
+            [post] = await fake_slack.wait_for("chat.postMessage")
+    [opened] = fake_slack.calls_to("apps.connections.open")
+    assert opened.headers["Authorization"] == "Bearer xapp-1-A0POLICY-test"
+    assert post.args["thread_ts"] == mention["ts"] and "25 days" in post.args["text"]
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1 and len(interactions(runtime)) == 1

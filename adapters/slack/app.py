@@ -176,7 +176,7 @@ class SlackAdapter:
             await self.client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status=status)
             return True
         except SlackApiError as err:
-            log.debug("no thread status in %s: %s", channel, err.response.get("error"))
+            log.debug("no thread status in %s: %s", channel, slack_error(err))
         except (aiohttp.ClientError, asyncio.TimeoutError) as err:
             log.debug("no thread status in %s: %s", channel, err)
         return False
@@ -191,7 +191,7 @@ class SlackAdapter:
                                                           unfurl_media=False)
             return response["channel"], response["ts"]
         except SlackApiError as err:
-            error = err.response.get("error")
+            error = slack_error(err)
             if error in BAD_BLOCKS:
                 log.warning("Slack rejected the answer's blocks (%s); posting it as plain text", error)
                 return await self._post_plain(channel, thread_ts, message.text)
@@ -304,24 +304,26 @@ class SlackAdapter:
         sub, argument = sub.lower(), argument.strip()
         user = command.get("user_id") or ""
         if sub in ("", "help"):
-            await ack(text=render.help_text(name))
+            await ack(text=render.help_text(name), response_type="ephemeral")
         elif sub == "list":
             await ack()
             self.spawn(self.list_documents(command), "list")
         elif sub in ("upload", "remove") and not self.bot.is_admin(user):
-            await ack(text=NOT_ADMIN.format(what="upload documents" if sub == "upload" else "remove documents"))
+            await ack(text=NOT_ADMIN.format(what="upload documents" if sub == "upload" else "remove documents"),
+                      response_type="ephemeral")
         elif sub == "upload":
             await ack()
             self.spawn(self.open_upload(command), "upload-form")
         elif sub == "remove":
             if not argument:
                 await ack(text=f"Say which document to remove, e.g. `{name} remove Travel Policy`. "
-                               f"`{name} list` shows the titles.")
+                               f"`{name} list` shows the titles.", response_type="ephemeral")
                 return
             await ack()
             self.spawn(self.remove_document(command, argument), "remove")
         else:
-            await ack(text=f"I don't know `{render.escape(sub[:40])}`.\n" + render.help_text(name))
+            await ack(text=f"I don't know `{render.escape(sub[:40])}`.\n" + render.help_text(name),
+                      response_type="ephemeral")
 
     async def list_documents(self, command: dict) -> None:
         documents = await self.run_blocking(self.bot.documents)
@@ -396,7 +398,7 @@ class SlackAdapter:
             response = await self.client.files_info(file=file.id)
         except SlackApiError as err:
             raise uploads.UploadProblem(
-                f"I couldn't look up the file in Slack ({err.response.get('error')}). Check that the app has the "
+                f"I couldn't look up the file in Slack ({slack_error(err)}). Check that the app has the "
                 "files:read scope.") from err
         except (aiohttp.ClientError, asyncio.TimeoutError) as err:
             raise uploads.UploadProblem("I couldn't reach Slack to look up the file. Try again later.") from err
@@ -404,6 +406,14 @@ class SlackAdapter:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def slack_error(err: SlackApiError) -> str:
+    """Slack's error code (`ratelimited`, `channel_not_found`), or the HTTP status when the body wasn't Slack's."""
+    data = getattr(err.response, "data", None)
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"HTTP {getattr(err.response, 'status_code', '?')}"
 
 
 def strip_mention(text: str, bot_user_id: str | None) -> str:

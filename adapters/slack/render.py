@@ -33,7 +33,8 @@ from bot.contract import Answer, DocumentInfo, Source
 SECTION_LIMIT = 3000  # characters of text in a section block (and in one context element)
 MAX_BLOCKS = 50
 CONTEXT_ELEMENTS = 10
-FALLBACK_LIMIT = 12000  # the `text` fallback; Slack truncates at 40,000
+FALLBACK_LIMIT = 12000
+LIST_LIMIT = 3800  # one ephemeral reply  # the `text` fallback; Slack truncates at 40,000
 FEEDBACK_ACTION = "policybot_feedback"
 FEEDBACK_MODAL = "policybot_feedback_modal"
 # Answers a vote can be recorded against (the core records these; "error" and "limited" are not recorded).
@@ -86,7 +87,8 @@ def _safe_url(url: str) -> str:
 
 
 def is_linkable(link: str | None) -> bool:
-    return bool(link) and re.match(r"^(https?://|mailto:)\S+$", link.strip(), re.I) is not None
+    """A web or mail link (spaces inside are encoded when rendered); anything else is shown as plain title."""
+    return bool(link) and re.match(r"^(https?://|mailto:)[^\s][^\r\n]*$", link.strip(), re.I) is not None
 
 
 def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
@@ -240,7 +242,8 @@ def parse_feedback_submission(view: dict) -> tuple[dict, str | None, str | None]
 def help_text(command: str) -> str:
     return "\n".join([
         f"*{command}* manages the documents I answer from:",
-        f"• `{command} upload`: add a document or replace one (PDF, Word, Markdown, text or HTML; up to 10 MB). Admins only.",
+        f"• `{command} upload`: add a document or replace one (PDF, Word, Markdown, text or HTML; up to 10 MB). "
+        "Admins only.",
         f"• `{command} list`: the documents I answer from.",
         f"• `{command} remove TITLE`: stop using a document. Admins only.",
         f"• `{command} help`: this message.",
@@ -252,11 +255,15 @@ def documents_text(documents: list[DocumentInfo]) -> str:
     if not documents:
         return "No documents yet. An admin can add one with the upload command."
     lines = [f"*{len(documents)} document{'s' if len(documents) != 1 else ''}:*"]
-    for d in documents:
+    for i, d in enumerate(documents):
         title = f"<{_safe_url(d.link)}|{escape(d.title)}>" if is_linkable(d.link) else escape(d.title)
         updated = f", updated {d.updated_at[:10]}" if d.updated_at else ""
-        lines.append(f"• {title} (version {d.version}, {d.chunks} passages{updated})")
-    return "\n".join(split_text("\n".join(lines), 3900)[:1])  # one ephemeral message
+        line = f"• {title} (version {d.version}, {d.chunks} passages{updated})"
+        if sum(len(x) + 1 for x in lines) + len(line) > LIST_LIMIT:
+            lines.append(f"…and {len(documents) - i} more.")
+            break
+        lines.append(line)
+    return "\n".join(lines)
 
 
 SUGGESTED_PROMPTS = [

@@ -85,7 +85,8 @@ def upload_modal(max_bytes: int) -> dict:
                                                  "same title or file name is replaced."),
                        element=PlainTextInputElement(action_id="title", max_length=200)),
             InputBlock(block_id="link", optional=True, label=PlainTextObject(text="Link shown in citations"),
-                       hint=PlainTextObject(text="Where employees can read the official version, e.g. the intranet page."),
+                       hint=PlainTextObject(
+                           text="Where employees can read the official version, e.g. the intranet page."),
                        element=UrlInputElement(action_id="link")),
             ContextBlock(elements=[MarkdownTextObject(
                 text=f"PDF, Word (.docx), Markdown, text or HTML, up to {limit_mb:.0f} MB.")]),
@@ -112,8 +113,7 @@ def check_file(file: SlackFile, max_bytes: int) -> str | None:
         return (f"{file.name} has an unsupported file type {shown}. "
                 "Upload a PDF, Word (.docx), Markdown, text or HTML file.")
     if file.size is not None and file.size > max_bytes:
-        return (f"{file.name or 'The file'} is {_mb(file.size)}, over the {_mb(max_bytes)} limit. "
-                "Split it or compress its images and try again.")
+        return _too_big(file.name or "The file", file.size, max_bytes)
     return None
 
 
@@ -166,8 +166,10 @@ def _looks_like_html(head: bytes) -> bool:
 
 
 def _too_big(name: str, size: int, limit: int, at_least: bool = False) -> str:
-    more = "more than " if at_least else ""
-    return f"{name} is {more}{_mb(size)}, over the {_mb(limit)} limit. Split it or compress its images and try again."
+    shown = _mb(size)
+    if at_least or shown == _mb(limit):  # "10 MB, over the 10 MB limit" would read like a bug
+        return f"{name} is over the {_mb(limit)} limit. Split it or compress its images and try again."
+    return f"{name} is {shown}, over the {_mb(limit)} limit. Split it or compress its images and try again."
 
 
 def _mb(n: int) -> str:

@@ -60,6 +60,7 @@ class FakeFile:
     meta: dict
     data: bytes
     content_type: str
+    chunked: bool = False
 
 
 @dataclass
@@ -69,6 +70,7 @@ class FakeSlack:
     bot_user_id: str = "UBOT"
     bot_id: str = "BBOT"
     login_page: bool = False  # answer file downloads with the HTML sign-in page (an auth failure, as Slack does)
+    socket_url: str | None = None  # what apps.connections.open hands out (Socket Mode's WebSocket URL)
     calls: list[Call] = field(default_factory=list)
     downloads: list[dict] = field(default_factory=list)
     files: dict[str, FakeFile] = field(default_factory=dict)
@@ -96,7 +98,24 @@ class FakeSlack:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a size limit)
+                    self.close_connection = True
+
+            def _reply_chunked(self, data: bytes, content_type: str) -> None:
+                """No Content-Length: the reader only learns the size by reading."""
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for start in range(0, len(data), 256 * 1024):
+                        piece = data[start:start + 256 * 1024]
+                        self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -130,7 +149,21 @@ class FakeSlack:
                 self._reply(200, fake._answer(method, call.args))
 
             def do_GET(self):
-                path = self.path.split("?")[0]
+                path, _, query = self.path.partition("?")
+                if path.startswith("/api/"):  # some methods (files.info) are sent as GET with a query string
+                    method = path[len("/api/"):]
+                    form = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+                    call = Call(method, dict(self.headers), form, None, b"")
+                    fake._record(call)
+                    failure = fake._next_failure(method)
+                    if failure is not None:
+                        headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+                        self._reply(failure.status, {"ok": False, "error": failure.error}, headers=headers)
+                    elif self.headers.get("Authorization") != f"Bearer {fake.token}":
+                        self._reply(200, {"ok": False, "error": "invalid_auth"})
+                    else:
+                        self._reply(200, fake._answer(method, call.args))
+                    return
                 if not path.startswith("/files/"):
                     self._reply(404, b"not found", "text/plain")
                     return
@@ -143,6 +176,8 @@ class FakeSlack:
                     self._reply(200, LOGIN_PAGE, "text/html; charset=utf-8")  # what Slack does on an auth failure
                 elif entry is None:
                     self._reply(404, b"not found", "text/plain")
+                elif entry.chunked:
+                    self._reply_chunked(entry.data, entry.content_type)
                 else:
                     self._reply(200, entry.data, entry.content_type)
 
@@ -173,7 +208,7 @@ class FakeSlack:
             self.failures.setdefault(method, deque()).extend(Failure(error, status, retry_after) for _ in range(times))
 
     def add_file(self, name: str, data: bytes, content_type: str = "application/octet-stream",
-                 size: int | None = None) -> dict:
+                 size: int | None = None, chunked: bool = False) -> dict:
         """A file as Slack describes it (the file object of a file_input or files.info)."""
         file_id = f"F{len(self.files) + 1:08d}"
         url = f"{self.url}/files/{file_id}/{name}"
@@ -187,7 +222,7 @@ class FakeSlack:
             "permalink": f"https://example.slack.com/files/UADMIN/{file_id}/{name}", "is_starred": False,
             "has_rich_preview": False, "file_access": "visible",
         }
-        self.files[file_id] = FakeFile(meta, data, content_type)
+        self.files[file_id] = FakeFile(meta, data, content_type, chunked)
         return dict(meta)
 
     # ------------------------------------------------------------------ reading back
@@ -221,6 +256,8 @@ class FakeSlack:
         return f"{1767000000 + next(self._ts)}.000100"
 
     def _answer(self, method: str, args: dict) -> dict:
+        if method == "apps.connections.open":
+            return {"ok": True, "url": self.socket_url} if self.socket_url else {"ok": False, "error": "not_allowed"}
         if method == "auth.test":
             return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "policybot",
                     "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
@@ -348,7 +385,8 @@ def view_submission(callback_id: str, user: str, values: dict, private_metadata:
         "api_app_id": "A0POLICY", "token": "legacy-verification-token",
         "trigger_id": f"{next(_counter)}.1234567890.viewtrigger",
         "view": {
-            "id": "V0000001", "team_id": "T0POLICY", "type": "modal", "blocks": [], "private_metadata": private_metadata,
+            "id": "V0000001", "team_id": "T0POLICY", "type": "modal", "blocks": [],
+            "private_metadata": private_metadata,
             "callback_id": callback_id, "state": {"values": values}, "hash": "1.abc",
             "title": {"type": "plain_text", "text": "Modal", "emoji": True}, "clear_on_close": False,
             "notify_on_close": False, "close": None, "submit": None, "previous_view_id": None,

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 # [1], [2, 3], [1][2], [1-2] — what models actually write.
-_MARKER = re.compile(r"\[(\d+(?:\s*[,\-–]\s*\d+)*)\]")
+MARKER = re.compile(r"\[(\d+(?:\s*[,\-–]\s*\d+)*)\]")
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,8 @@ class Cited:
     dropped: int  # markers that pointed to no source
 
 
-def _numbers(group: str) -> list[int]:
+def marker_numbers(group: str) -> list[int]:
+    """The source numbers in one marker's inside: "2, 3" -> [2, 3]; "1-3" -> [1, 2, 3]."""
     numbers: list[int] = []
     for part in re.split(r"\s*,\s*", group):
         bounds = re.split(r"\s*[\-–]\s*", part)
@@ -36,7 +37,7 @@ def renumber(text: str, source_count: int) -> Cited:
     def replace(match: re.Match) -> str:
         nonlocal dropped
         kept = []
-        for number in _numbers(match.group(1)):
+        for number in marker_numbers(match.group(1)):
             if 1 <= number <= source_count:
                 if number - 1 not in order:
                     order.append(number - 1)
@@ -47,10 +48,10 @@ def renumber(text: str, source_count: int) -> Cited:
                 dropped += 1
         return "".join(f"[{n}]" for n in kept)
 
-    new_text = _MARKER.sub(replace, text)
+    new_text = MARKER.sub(replace, text)
     new_text = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", new_text)).strip()
     return Cited(text=new_text, order=order, dropped=dropped)
 
 
 def has_citation(text: str) -> bool:
-    return bool(_MARKER.search(text))
+    return bool(MARKER.search(text))

@@ -36,6 +36,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.orm import sessionmaker
 
 from bot.cache import normalize_question
+from bot.citations import MARKER, marker_numbers
 from bot.finetune import formats
 from bot.finetune.scrub import ScrubReport, find_allowed, scrub
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages
@@ -45,7 +46,6 @@ EXCLUDED_PLATFORMS = ("eval",)  # evaluation runs are not feedback
 DEFAULT_MIN_EXAMPLES = 10
 DEFAULT_VALIDATION_SHARE = 0.1
 
-_MARKER = re.compile(r"\[(\d+(?:\s*[,\-–]\s*\d+)*)\]")
 
 
 class DatasetTooSmall(ValueError):
@@ -224,18 +224,6 @@ def current_documents(sessions: sessionmaker) -> dict[int, int]:
 # ----------------------------------------------------------------------------------------------- markers
 
 
-def _numbers(group: str) -> list[int]:
-    numbers: list[int] = []
-    for part in re.split(r"\s*,\s*", group):
-        bounds = re.split(r"\s*[\-–]\s*", part)
-        if len(bounds) == 2 and bounds[0].isdigit() and bounds[1].isdigit():
-            low, high = int(bounds[0]), int(bounds[1])
-            numbers.extend(range(low, high + 1) if 0 < high - low < 10 else [low, high])
-        elif part.strip().isdigit():
-            numbers.append(int(part))
-    return numbers
-
-
 def remap_markers(answer: str, mapping: dict[int, int]) -> tuple[str, int]:
     """Rewrite [n] markers through `mapping` (old number -> new number); unmapped ones are removed.
     Returns the text and how many markers were kept."""
@@ -244,13 +232,13 @@ def remap_markers(answer: str, mapping: dict[int, int]) -> tuple[str, int]:
     def replace(match: re.Match) -> str:
         nonlocal kept_total
         kept: list[int] = []
-        for number in _numbers(match.group(1)):
+        for number in marker_numbers(match.group(1)):
             if number in mapping and mapping[number] not in kept:
                 kept.append(mapping[number])
         kept_total += len(kept)
         return "".join(f"[{n}]" for n in kept)
 
-    new = _MARKER.sub(replace, answer)
+    new = MARKER.sub(replace, answer)
     new = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", new)).strip()
     return new, kept_total
 

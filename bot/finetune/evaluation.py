@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bot.citations import MARKER, marker_numbers
 from bot.finetune import registry
 from bot.finetune.registry import ModelInfo, RegistryError
 from knowledge.evaluation import EvalQuestion, load_questions
@@ -40,17 +41,11 @@ EVAL_PLATFORM = "eval"
 EVAL_USER = "eval"
 BASE = "base"
 
-_MARKER = re.compile(r"\[(\d+(?:\s*[,\-–]\s*\d+)*)\]")
 _SOURCE_TAG = re.compile(r'<source id="\d+"')
 
 
 def _marker_numbers(text: str) -> list[int]:
-    numbers = []
-    for group in _MARKER.findall(text):
-        for part in re.split(r"\s*[,\-–]\s*", group):
-            if part.strip().isdigit():
-                numbers.append(int(part))
-    return numbers
+    return [n for group in MARKER.findall(text) for n in marker_numbers(group)]
 
 
 class _NoCache:

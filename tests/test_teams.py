@@ -57,7 +57,8 @@ LONG_TITLE = ("Parental Leave, Adoption Leave and Family Care Arrangements for F
 PARENTAL = f"""# {LONG_TITLE}
 
 ## Parental leave entitlement for birth parents, adoptive parents and foster parents in every country
-Birth parents and adoptive parents receive 20 weeks of fully paid parental leave, which can be taken in up to three blocks within the first two years after the child arrives, with at least four weeks in each block.
+Birth parents and adoptive parents receive 20 weeks of fully paid parental leave, which can be taken in up to
+three blocks within the first two years after the child arrives, with at least four weeks in each block.
 """
 
 TRAVEL = """# Travel Policy
@@ -88,7 +89,7 @@ class RunningApp:
         self._call(self.runner.setup())
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         self._call(site.start())
-        port = site._server.sockets[0].getsockname()[1]
+        port = self.runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
         return self
 
@@ -216,15 +217,17 @@ def _feedback_rows(runtime) -> list[tuple]:
 
 def _documents(runtime) -> list[tuple]:
     with runtime.sessions() as s:
-        return [tuple(r) for r in s.execute(text("SELECT title, source, uploaded_by, version FROM documents ORDER BY id"))]
+        return [tuple(r) for r in s.execute(text(
+            "SELECT title, source, uploaded_by, version FROM documents ORDER BY id"))]
 
 
-def _ask(teams, connector, question: str, **kwargs) -> tuple[dict, list]:
+def _ask(teams, connector, question: str, **kwargs):
     before = len(connector.messages())
     activity = message(connector, question, **kwargs)
     status, _ = teams.post(activity)
     assert status == 202
     sent = connector.wait_for_messages(before + 1)
+    teams.wait_idle()  # the turn also maps the sent message to its interaction, just after sending it
     return activity, sent[before]
 
 
@@ -261,6 +264,24 @@ def test_personal_question_gets_cited_answer_with_feedback_loop_and_typing(teams
     [row] = _interactions(runtime)
     assert row.platform == "teams" and row.user_id == EMPLOYEE and row.conversation_id == PERSONAL
     assert row.message_ref == f"teams:{PERSONAL}:{reply.activity_id}"
+
+
+def test_slow_llm_answer_keeps_typing_and_is_cited(llm_policybot, fake_openai, connector, tmp_path, monkeypatch):
+    monkeypatch.setattr("adapters.teams.bot.TYPING_PERIOD_S", 0.2)
+    fake_openai.delay_s = 0.9
+    runtime = llm_policybot.runtime
+    _load(runtime, tmp_path, ("leave.md", LEAVE, "https://intranet.example.com/policies/leave"))
+    server = RunningApp(build_app(llm_policybot)).start()
+    try:
+        _, reply = _ask(server, connector, "How many vacation days do I get?")
+    finally:
+        server.stop()
+    assert len(connector.of_type("typing")) >= 3  # repeated while the LLM works
+    assert connector.sent[-1].activity_id == reply.activity_id  # no indicator after the answer
+    assert reply.text.startswith("According to our policy:") and "[1]" in reply.text
+    [claim] = reply.activity["entities"][0]["citation"]
+    assert claim["position"] == 1 and claim["appearance"]["url"] == "https://intranet.example.com/policies/leave"
+    assert _interactions(runtime)[0].kind == "llm"
 
 
 def test_long_titles_and_snippets_are_cut_to_teams_limits(teams, connector, runtime, tmp_path):
@@ -352,8 +373,16 @@ def test_feedback_invoke_is_recorded_and_a_second_vote_replaces_it(teams, connec
     assert teams.post(feedback_invoke(connector, reply.activity_id, "like", user=ADMIN))[0] == 200
     assert teams.post(feedback_invoke(connector, "no-such-message", "like"))[0] == 200
     assert teams.post(feedback_invoke(connector, reply.activity_id, "like", conversation="a:1other-chat"))[0] == 200
+    odd = feedback_invoke(connector, reply.activity_id, "like")
+    odd["value"]["actionValue"]["reaction"] = "meh"
+    assert teams.post(odd)[0] == 200
     rows = _feedback_rows(runtime)
     assert [(r[1], r[3]) for r in rows] == [(ADMIN, 1), (EMPLOYEE, -1)]
+
+    # Other invokes are botbuilder's: not implemented here, and the status goes through as is.
+    other = feedback_invoke(connector, reply.activity_id, "like")
+    other["name"] = "composeExtension/query"
+    assert teams.post(other)[0] == 501
     assert connector.messages() == [reply]  # votes are acknowledged by Teams' own form, not by a message
 
 
@@ -370,7 +399,8 @@ def test_admin_upload_in_personal_chat_is_ingested_and_answers_use_it(teams, con
 
     # `upload TITLE` names the document; the same file name replaces it (version 2).
     connector.add_file("travel.md", TRAVEL.replace("180 EUR", "200 EUR").encode(), "text/markdown")
-    teams.post(message(connector, "upload Business Travel", user=ADMIN, attachments=[file_attachment("travel.md", url)]))
+    teams.post(message(connector, "upload Business Travel", user=ADMIN,
+                       attachments=[file_attachment("travel.md", url)]))
     assert "version 2" in connector.wait_for_messages(2)[1].text
     assert _documents(runtime) == [("Business Travel", "travel.md", ADMIN, 2)]
 
@@ -427,7 +457,7 @@ def test_upload_over_the_size_limit_is_refused(runtime, connector):
         [reply] = connector.wait_for_messages(1)
     finally:
         server.stop()
-    assert "over the 0 MB upload limit" in reply.text or "upload limit" in reply.text, reply.text
+    assert "it is 1.9 KB, over the 1.0 KB upload limit" in reply.text, reply.text
     assert _documents(runtime) == []
 
 
@@ -451,7 +481,8 @@ def test_file_in_a_channel_points_to_personal_chat(teams, connector, runtime):
 
 
 def test_help_list_and_remove_commands(teams, connector, runtime, tmp_path):
-    _load(runtime, tmp_path, ("leave.md", LEAVE, "https://intranet.example.com/leave"), ("expenses.md", EXPENSES, None))
+    _load(runtime, tmp_path, ("leave.md", LEAVE, "https://intranet.example.com/leave"),
+          ("expenses.md", EXPENSES, None))
 
     _, employee_help = _ask(teams, connector, "help")
     assert "`list`" in employee_help.text and "remove" not in employee_help.text
@@ -492,6 +523,15 @@ def test_bad_requests_are_rejected(teams, connector):
     assert teams.post(b"{}", headers={"Content-Type": "text/plain"})[0] == 415
     assert teams.post({"text": "no type"})[0] == 400
     assert teams.post([1, 2, 3])[0] == 400
+
+
+def test_anonymous_mode_refuses_requests_relayed_from_elsewhere(teams, connector, runtime):
+    # No app id means nothing is verified (anyone could claim to be an admin), so only direct local callers.
+    question = message(connector, "remove Leave Policy", user=ADMIN)
+    for header in ({"X-Forwarded-For": "203.0.113.7"}, {"Forwarded": "for=203.0.113.7"}):
+        assert teams.post(question, headers=header)[0] == 401
+    teams.wait_idle()
+    assert connector.sent == [] and _interactions(runtime) == []
 
 
 def test_unauthenticated_request_is_refused_when_an_app_id_is_set(runtime, connector):

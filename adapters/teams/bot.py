@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 
 from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
-from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
+from botbuilder.schema import Activity, ChannelAccount
 
 from adapters.teams import render, uploads
 from bot import dedupe
@@ -173,7 +173,8 @@ class PolicyTeamsBot(TeamsActivityHandler):
         action = value.get("actionValue") if isinstance(value.get("actionValue"), dict) else {}
         rating = _RATINGS.get(str(action.get("reaction", "")).lower())
         if value.get("actionName") != "feedback" or rating is None:
-            log.warning("ignored a %s invoke with an unexpected value: %r", FEEDBACK_INVOKE, value)
+            log.warning("ignored a %s invoke with an unexpected value (actionName %r, reaction %r)", FEEDBACK_INVOKE,
+                        value.get("actionName"), action.get("reaction"))
             return
         if not activity.reply_to_id:
             log.warning("feedback invoke without replyToId; nothing to record it against")
@@ -227,21 +228,31 @@ class PolicyTeamsBot(TeamsActivityHandler):
         return True
 
     async def _typing_while(self, turn_context: TurnContext, work: Awaitable[Any]) -> Any:
-        """Show "typing…" until the work is done (Teams shows one indicator for a few seconds, so repeat it)."""
+        """Show "typing…" until the work is done (Teams shows one indicator for a few seconds, so repeat it).
+
+        The first indicator is sent (awaited) before the result is used, so it never arrives after the reply."""
         done = asyncio.Event()
 
+        async def send_typing() -> bool:
+            try:
+                await turn_context.send_activity(render.typing_activity())
+                return True
+            except Exception as err:  # cosmetic: never let the indicator fail the turn
+                log.debug("typing indicator failed: %s", err)
+                return False
+
         async def keep_typing() -> None:
-            while not done.is_set():
-                try:
-                    await turn_context.send_activity(render.typing_activity())
-                except Exception as err:  # cosmetic: never let the indicator fail the turn
-                    log.debug("typing indicator failed: %s", err)
-                    return
+            while True:
                 try:
                     await asyncio.wait_for(done.wait(), TYPING_PERIOD_S)
+                    return
                 except asyncio.TimeoutError:
-                    pass
+                    if not await send_typing():
+                        return
 
+        work = asyncio.ensure_future(work)  # starts now; the indicator goes out meanwhile
+        if not await send_typing():
+            return await work
         typing = asyncio.create_task(keep_typing())
         try:
             return await work

@@ -3,8 +3,10 @@
 Always mounted. Authentication comes from Settings (MICROSOFT_APP_ID, MICROSOFT_APP_PASSWORD,
 MICROSOFT_APP_TYPE, MICROSOFT_APP_TENANT_ID) through ConfigurationBotFrameworkAuthentication:
 
-- no app id: anonymous mode, for the Emulator and local tests; replies go to whatever serviceUrl the activity
-  names, so never expose an anonymous endpoint to the internet;
+- no app id: anonymous mode, for the Bot Framework Emulator and local tests. Nothing is verified (the
+  activity names the user, so admin rights, and the serviceUrl replies are sent to; botbuilder 4.17 no longer
+  restricts serviceUrls), so anonymous mode accepts only direct requests from a loopback address (no proxy
+  headers): `policybot serve` listens on 0.0.0.0 for Slack even when Teams isn't configured;
 - an app id: every request must carry a valid Bot Framework token, else 401.
 
 The request is handled here rather than with CloudAdapter.process(), which in 4.17 answers 500 for invoke
@@ -20,6 +22,7 @@ are handled inline, as their HTTP response is the answer. Background turns are a
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from dataclasses import dataclass, field
@@ -83,6 +86,10 @@ class TeamsEndpoint:
     pending: set[asyncio.Task] = field(default_factory=set)
 
     async def handle(self, request: web.Request) -> web.Response:
+        if self.anonymous and not _direct_local_request(request):
+            log.warning("refused a request from %s: the Teams endpoint is in anonymous mode (no MICROSOFT_APP_ID), "
+                        "which accepts only direct requests from this machine", request.remote)
+            return _error(401, "unauthorized: anonymous mode accepts only local requests; set MICROSOFT_APP_ID")
         if "application/json" not in request.headers.get("Content-Type", "").lower():
             return _error(415, "expected application/json")
         try:
@@ -130,7 +137,7 @@ class TeamsEndpoint:
         """Let turns in progress finish (answers being sent) before the process stops."""
         if not self.pending:
             return
-        done, still = await asyncio.wait(set(self.pending), timeout=DRAIN_S)
+        _, still = await asyncio.wait(set(self.pending), timeout=DRAIN_S)
         for task in still:
             task.cancel()
         if still:
@@ -179,6 +186,20 @@ async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
             await turn_context.send_activity(text_activity("Sorry, something went wrong on my side. Please try again."))
         except Exception:  # the connector itself may be what failed
             pass
+
+
+_FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+
+
+def _direct_local_request(request: web.Request) -> bool:
+    """From a loopback address and not relayed by a proxy. Anonymous mode trusts whatever the activity says (who
+    the user is, so admin rights; where to send replies), so it must not be reachable from anywhere else, even
+    though `policybot serve` listens on 0.0.0.0 for Slack."""
+    try:
+        local = ipaddress.ip_address((request.remote or "").split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+    return local and not any(name in request.headers for name in _FORWARDING_HEADERS)
 
 
 def _error(status: int, message: str) -> web.Response:

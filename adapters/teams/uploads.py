@@ -103,10 +103,17 @@ def _check_status(file: FileRef, status: int) -> None:
 
 
 def _too_big(size: int | None, max_bytes: int) -> str:
-    limit = f"{max_bytes / 1048576:.0f} MB"
     if size is None:
-        return f"it is over the {limit} upload limit; split it or compress its images"
-    return f"it is {size / 1048576:.1f} MB, over the {limit} upload limit; split it or compress its images"
+        return f"it is over the {_size(max_bytes)} upload limit; split it or compress its images"
+    return f"it is {_size(size)}, over the {_size(max_bytes)} upload limit; split it or compress its images"
+
+
+def _size(n: int) -> str:
+    if n >= 10 * 1048576:
+        return f"{n / 1048576:.0f} MB"
+    if n >= 1048576:
+        return f"{n / 1048576:.1f} MB"
+    return f"{max(n / 1024, 0.1):.1f} KB"
 
 
 def _looks_like_html(data: bytes) -> bool:

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     embeddings: str = Field("local", validation_alias=_env("POLICYBOT_EMBEDDINGS"))  # local | openai
     embedding_model: str = Field("text-embedding-3-small", validation_alias=_env("POLICYBOT_EMBEDDING_MODEL"))
     embedding_batch: int = Field(64, validation_alias=_env("POLICYBOT_EMBEDDING_BATCH"))
+    embedding_threads: int = Field(1, validation_alias=_env("POLICYBOT_EMBEDDING_THREADS"))
 
     # --- LLM ---------------------------------------------------------------------------------------
     openai_api_key: str | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))

@@ -55,7 +55,7 @@ def make_openai_client(settings: Settings, timeout: float | None = None, max_ret
 
 def make_embedder(settings: Settings) -> Embedder:
     if settings.embeddings == "local":
-        return LocalE5Embedder()
+        return LocalE5Embedder(threads=settings.embedding_threads)
     if settings.embeddings == "openai":
         client = make_openai_client(settings)
         return OpenAIEmbedder(client=client, model=settings.embedding_model, batch_size=settings.embedding_batch)

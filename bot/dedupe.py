@@ -7,6 +7,8 @@ import logging
 
 import redis
 
+from bot import metrics
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 24 * 3600  # Slack retries within minutes; a day is generous and cheap
@@ -18,10 +20,13 @@ def claim(client: redis.Redis, platform: str, event_id: str, ttl_s: int = DEFAUL
     With Redis down the event is handled (answering twice is better than not answering) and that is logged.
     """
     try:
-        return bool(client.set(f"policybot:event:{platform}:{event_id}", 1, nx=True, ex=ttl_s))
+        first = bool(client.set(f"policybot:event:{platform}:{event_id}", 1, nx=True, ex=ttl_s))
     except redis.RedisError as err:
         log.warning("dedupe unavailable, handling event %s without it: %s", event_id, err)
         return True
+    if not first:
+        metrics.events_deduplicated.labels(platform).inc()
+    return first
 
 
 def release(client: redis.Redis, platform: str, event_id: str) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from bot.records import Interaction
+
+log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 3
 HISTORY_WINDOW = timedelta(hours=2)  # an old thread picked up days later starts afresh
@@ -16,6 +21,35 @@ HISTORY_WINDOW = timedelta(hours=2)  # an old thread picked up days later starts
 def record(sessions: sessionmaker, interaction: Interaction) -> None:
     with sessions.begin() as session:
         session.add(interaction)
+
+
+def record_with_retry(sessions: sessionmaker, interaction: Interaction, attempts: int = 4,
+                      first_wait_s: float = 0.25) -> bool:
+    """Record a turn, riding out a short database outage (a restart takes well under a second).
+
+    Returns False when it could not be stored after about two seconds of retries.
+    """
+    wait = first_wait_s
+    for attempt in range(attempts):
+        try:
+            record(sessions, make_transient_copy(interaction))
+            return True
+        except OperationalError as err:
+            if attempt == attempts - 1:
+                log.warning("recording interaction %s failed: %s", interaction.id, type(err).__name__)
+                return False
+            time.sleep(wait)
+            wait *= 2
+        except SQLAlchemyError:
+            log.exception("recording interaction %s failed", interaction.id)
+            return False
+    return False
+
+
+def make_transient_copy(interaction: Interaction) -> Interaction:
+    """A fresh ORM object per attempt: a failed session leaves the old one in an unusable state."""
+    return Interaction(**{c.key: getattr(interaction, c.key) for c in Interaction.__table__.columns
+                          if getattr(interaction, c.key) is not None})
 
 
 def history(sessions: sessionmaker, platform: str, conversation_id: str | None) -> list[tuple[str, str]]:

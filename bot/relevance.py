@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,10 +70,17 @@ class Calibrator:
         self.redis = redis_client
         self.margin = margin
         self._thresholds: dict[int, float] = {}
+        self._lock = threading.Lock()  # concurrent first questions calibrate once, not once each
 
     def threshold(self, sessions, corpus_version: int) -> float:
         if corpus_version in self._thresholds:
             return self._thresholds[corpus_version]
+        with self._lock:
+            if corpus_version in self._thresholds:
+                return self._thresholds[corpus_version]
+            return self._compute(sessions, corpus_version)
+
+    def _compute(self, sessions, corpus_version: int) -> float:
         key = f"policybot:relevance:{self.embedder.name}:{corpus_version}:{self.margin}"
         value = self._cached(key)
         if value is None:

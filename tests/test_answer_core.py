@@ -213,3 +213,34 @@ def test_promoted_model_changes_the_cache_key(llm_policybot, fake_openai, tmp_pa
     after = llm_policybot.answer("How many vacation days do I get?", "U1")
     assert first.model == "base-model" and after.model == "ft:brand-1" and not after.cached
     assert fake_openai.chat_requests()[-1]["model"] == "ft:brand-1"
+
+
+def _failing_inserts(runtime, count):
+    # A real database error on insert (SQLSTATE 57P01, as during a shutdown) for the first `count` attempts.
+    # A sequence counts them: unlike a table row, nextval() survives the failing transaction's rollback.
+    with runtime.sessions.begin() as s:
+        s.execute(text("CREATE SEQUENCE insert_attempts"))
+        s.execute(text(
+            "CREATE FUNCTION fail_insert() RETURNS trigger AS $$ BEGIN "
+            f"IF nextval('insert_attempts') <= {count} THEN "
+            "RAISE EXCEPTION 'the database is shutting down' USING ERRCODE = '57P01'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"))
+        s.execute(text("CREATE TRIGGER fail_insert BEFORE INSERT ON interactions "
+                       "FOR EACH ROW EXECUTE FUNCTION fail_insert()"))
+
+
+def test_a_brief_database_failure_is_ridden_out(policybot, runtime, tmp_path):
+    _load(runtime, tmp_path, ("leave.md", LEAVE))
+    _failing_inserts(runtime, 2)  # two failed attempts, then the database is back
+    answer = policybot.answer("How many vacation days do I get?", "U1", "slack")
+    assert answer.recorded and answer.rateable
+    assert _interaction(runtime, answer.interaction_id) is not None
+
+
+def test_an_unrecorded_answer_offers_no_feedback(policybot, runtime, tmp_path):
+    _load(runtime, tmp_path, ("leave.md", LEAVE))
+    _failing_inserts(runtime, 100)
+    answer = policybot.answer("How many vacation days do I get?", "U1", "slack")
+    assert "25 days" in answer.text  # the user still gets the answer
+    assert not answer.recorded and not answer.rateable
+    assert _interaction(runtime, answer.interaction_id) is None

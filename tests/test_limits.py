@@ -28,10 +28,13 @@ def test_core_replies_friendly_when_limited(runtime):
 
 
 def test_event_dedupe_claims_once(redis_client):
-    from bot import dedupe
+    from bot import dedupe, metrics
 
+    counter = metrics.events_deduplicated.labels("slack")
+    before = counter._value.get()
     assert dedupe.claim(redis_client, "slack", "Ev1")
     assert not dedupe.claim(redis_client, "slack", "Ev1")
+    assert counter._value.get() == before + 1
     assert dedupe.claim(redis_client, "teams", "Ev1")
     dedupe.release(redis_client, "slack", "Ev1")
     assert dedupe.claim(redis_client, "slack", "Ev1")

@@ -22,7 +22,9 @@ def register(commands) -> None:
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, json_format=True)
     runtime = build_runtime(settings)
-    app = build_app(PolicyBot(runtime))
+    bot = PolicyBot(runtime)
+    bot.warm_up()
+    app = build_app(bot)
     web.run_app(app, host=args.host or settings.host, port=args.port or settings.port, shutdown_timeout=30)
     runtime.close()
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
@@ -41,6 +42,8 @@ def add_routes(app: web.Application, bot: PolicyBot) -> SlackAdapter | None:
 
     adapter = SlackAdapter(bot, functools.partial(run_blocking, app), verify_requests=http_mode)
     app[SLACK_KEY] = adapter
+    app.on_startup.append(_open_http_session)
+    app.on_cleanup.append(_close_http_session)
     if http_mode:
         app.router.add_post(PATH, slack_events)
     if socket_mode:
@@ -64,6 +67,17 @@ async def start_socket_mode(adapter: SlackAdapter, app_token: str):
     handler = AsyncSocketModeHandler(adapter.app, app_token, web_client=adapter.client)
     await handler.connect_async()
     return handler
+
+
+async def _open_http_session(app: web.Application) -> None:
+    # One pooled session for every Web API call; by default slack_sdk opens and closes one per call.
+    app[SLACK_KEY].client.session = aiohttp.ClientSession()
+
+
+async def _close_http_session(app: web.Application) -> None:
+    session = app[SLACK_KEY].client.session
+    if session is not None:
+        await session.close()
 
 
 async def _start_socket_mode(app: web.Application) -> None:

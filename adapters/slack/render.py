@@ -38,7 +38,6 @@ LIST_LIMIT = 3800  # one ephemeral reply  # the `text` fallback; Slack truncates
 FEEDBACK_ACTION = "policybot_feedback"
 FEEDBACK_MODAL = "policybot_feedback_modal"
 # Answers a vote can be recorded against (the core records these; "error" and "limited" are not recorded).
-RATEABLE_KINDS = frozenset({"llm", "extractive", "fallback", "refusal"})
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ def render_answer(answer: Answer) -> Message:
         head.append(ContextBlock(elements=[MarkdownTextObject(text=escape(answer.notice)[:SECTION_LIMIT])]).to_dict())
     if answer.sources:
         tail.append(_sources_block(answer.sources))
-    if answer.kind in RATEABLE_KINDS:
+    if answer.rateable:
         tail.append(feedback_block(answer.interaction_id))
 
     body = to_mrkdwn(answer.text) or " "

@@ -126,7 +126,7 @@ class PolicyTeamsBot(TeamsActivityHandler):
         answer: Answer = await self._typing_while(
             turn_context, self.run(self.core.answer, question, user_id, PLATFORM, activity.conversation.id))
         response = await turn_context.send_activity(render.answer_activity(answer))
-        if response is not None and response.id and render.rateable(answer):
+        if response is not None and response.id and answer.rateable:
             try:
                 await self.run(self.core.remember_message, answer.interaction_id, message_ref(activity, response.id))
             except Exception:  # the user has the answer; only a later vote on it can't be matched
@@ -179,7 +179,7 @@ class PolicyTeamsBot(TeamsActivityHandler):
         if not activity.reply_to_id:
             log.warning("feedback invoke without replyToId; nothing to record it against")
             return
-        interaction_id = await self.run(self.core.interaction_for_message, message_ref(activity, activity.reply_to_id))
+        interaction_id = await self._interaction_for(message_ref(activity, activity.reply_to_id))
         if interaction_id is None:
             log.warning("feedback on unknown Teams message %s in %s; not recorded", activity.reply_to_id,
                         activity.conversation.id if activity.conversation else None)
@@ -188,6 +188,19 @@ class PolicyTeamsBot(TeamsActivityHandler):
                                 comment=feedback_text(action.get("feedback")))
         if not result.recorded:
             log.warning("feedback on %s not recorded: %s", interaction_id, result.message)
+
+    async def _interaction_for(self, ref: str, attempts: int = 8, wait_s: float = 0.4) -> str | None:
+        """The interaction behind a sent message. Under load the mapping is written a moment after the user
+        sees the answer, so a quick vote waits for it (about 3 s) instead of being dropped."""
+        for attempt in range(attempts):
+            try:
+                interaction_id = await self.run(self.core.interaction_for_message, ref)
+            except Exception:  # the database is briefly away: same as not there yet
+                interaction_id = None
+            if interaction_id is not None or attempt == attempts - 1:
+                return interaction_id
+            await asyncio.sleep(wait_s)
+        return None
 
     # ------------------------------------------------------------------------------------------ installs
 

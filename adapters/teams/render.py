@@ -43,7 +43,6 @@ FEEDBACK_CHANNEL_DATA = {"feedbackLoop": {"type": "default"}}
 # Answers a vote can be recorded against: the core records these ("error" and "limited" are not recorded and
 # smalltalk has nothing to learn from). Refusals get the buttons: a 👎 on "not in our policies" is how a
 # missing or badly worded document shows up.
-RATEABLE_KINDS = frozenset({"llm", "extractive", "fallback", "refusal"})
 # Teams' predefined citation icons, by the source's file type.
 _ICONS = {".pdf": "PDF", ".docx": "Microsoft Word", ".doc": "Microsoft Word", ".md": "Text", ".markdown": "Text",
           ".txt": "Text"}
@@ -71,16 +70,12 @@ class RawEntity(Entity):
 # --------------------------------------------------------------------------------------------- answers
 
 
-def rateable(answer: Answer) -> bool:
-    return answer.kind in RATEABLE_KINDS
-
-
 def answer_activity(answer: Answer) -> Activity:
     """The message for one answer: text with [n], citations entity and feedback buttons where they apply."""
     text = _escape_tags(answer.text)
     if answer.notice:
         text = f"_{_escape_tags(answer.notice)}_\n\n{text}"
-    if not rateable(answer):
+    if not answer.rateable:
         return text_activity(text)
 
     sources = [s for s in answer.sources if 1 <= s.marker <= MAX_CITATIONS]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker

@@ -140,6 +140,25 @@ def fake_openai():
 
 
 @pytest.fixture
+def fake_slack():
+    from tests.fakes.slack_api import FakeSlack
+
+    server = FakeSlack().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connector():
+    """The local Bot Framework connector that receives the Teams bot's replies."""
+    from tests.fakes.bot_connector import FakeConnector
+
+    server = FakeConnector().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def policybot(runtime):
     from bot.core import PolicyBot
 

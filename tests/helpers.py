@@ -34,3 +34,17 @@ def write(path, content: str):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(content, encoding="utf-8")
     return path
+
+
+# A small leave policy several test modules share (vacation, part-time, carry-over, sick leave).
+LEAVE = """# Leave Policy
+
+## Vacation
+Full-time employees receive 25 days of paid vacation per calendar year.
+Part-time employees receive vacation pro-rated to their contracted hours.
+Unused vacation days can be carried over until March 31 of the next year.
+
+## Sick Leave
+Tell your manager before 10:00 on the first day of illness.
+A doctor's note is needed from the fourth consecutive day of absence.
+"""

@@ -1,25 +1,14 @@
 """The answer core end to end: real PostgreSQL + pgvector, real Redis, real openai client against a local server."""
 
 import redis
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from bot.cache import AnswerCache
 from bot.records import Interaction
 from knowledge.ingest import ingest_file
 from tests.fakes.openai_server import Scripted
-from tests.helpers import write
+from tests.helpers import LEAVE, write
 
-LEAVE = """# Leave Policy
-
-## Vacation
-Full-time employees receive 25 days of paid vacation per calendar year.
-Part-time employees receive vacation pro-rated to their contracted hours.
-Unused vacation days can be carried over until March 31 of the next year.
-
-## Sick Leave
-Tell your manager before 10:00 on the first day of illness.
-A doctor's note is needed from the fourth consecutive day of absence.
-"""
 
 EXPENSES = """# Expenses Policy
 

@@ -17,7 +17,6 @@ from collections import Counter
 from urllib.parse import urlencode
 
 import aiohttp
-import pytest
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
@@ -29,21 +28,10 @@ from bot.core import PolicyBot
 from knowledge.ingest import ingest_file
 from tests.fakes.bot_connector import FakeConnector
 from tests.fakes.slack_api import FakeSlack, app_mention, event_envelope, feedback_click, message, new_ts
-from tests.helpers import write
+from tests.helpers import LEAVE, write
 
 SECRET = "production-test-signing-secret-42"
 
-LEAVE = """# Leave Policy
-
-## Vacation
-Full-time employees receive 25 days of paid vacation per calendar year.
-Part-time employees receive vacation pro-rated to their contracted hours.
-Unused vacation days can be carried over until March 31 of the next year.
-
-## Sick Leave
-Tell your manager before 10:00 on the first day of illness.
-A doctor's note is needed from the fourth consecutive day of absence.
-"""
 
 EXPENSES = """# Expenses Policy
 
@@ -68,18 +56,8 @@ QUESTIONS = [
 # ------------------------------------------------------------------------------------------------- harness
 
 
-@pytest.fixture
-def fake_slack():
-    server = FakeSlack().start()
-    yield server
-    server.stop()
 
 
-@pytest.fixture
-def connector():
-    server = FakeConnector().start()
-    yield server
-    server.stop()
 
 
 def with_slack(bot: PolicyBot, fake: FakeSlack) -> PolicyBot:

@@ -61,11 +61,6 @@ def slack_settings(settings, fake: FakeSlack, **extra):
                                        "slack_api_url": fake.api_url, "admins": [ADMIN], **extra})
 
 
-@pytest.fixture
-def fake_slack():
-    server = FakeSlack().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -21,11 +21,6 @@ The company provides a laptop and a monitor for home offices.
 """
 
 
-@pytest.fixture
-def fake_slack():
-    server = FakeSlack().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

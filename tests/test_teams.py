@@ -24,7 +24,7 @@ from bot.core import PolicyBot
 from bot.records import Interaction
 from knowledge.ingest import ingest_file
 from tests.fakes.bot_connector import FakeConnector
-from tests.helpers import write
+from tests.helpers import LEAVE, write
 
 BOT = {"id": "28:policybot-app-id", "name": "PolicyBot"}
 ADMIN = "aad-admin-0001"
@@ -33,17 +33,6 @@ PERSONAL = "a:1personal-chat-with-ann"
 GROUP = "19:group-chat-id@thread.v2"
 CHANNEL = "19:hr-questions@thread.tacv2"
 
-LEAVE = """# Leave Policy
-
-## Vacation
-Full-time employees receive 25 days of paid vacation per calendar year.
-Part-time employees receive vacation pro-rated to their contracted hours.
-Unused vacation days can be carried over until March 31 of the next year.
-
-## Sick Leave
-Tell your manager before 10:00 on the first day of illness.
-A doctor's note is needed from the fourth consecutive day of absence.
-"""
 
 EXPENSES = """# Expenses Policy
 
@@ -179,11 +168,6 @@ def feedback_invoke(connector: FakeConnector, reply_to_id: str, reaction: str, c
 # ------------------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def connector():
-    fake = FakeConnector().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

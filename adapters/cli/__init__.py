@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Callable
 
-from bot.config import Settings, load_settings
+from bot.config import load_settings
 from knowledge.embeddings import EmbeddingMismatch
 
 log = logging.getLogger("policybot")

@@ -17,8 +17,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote
+
+from tests.fakes.local_server import LocalHTTPServer
 
 
 @dataclass
@@ -45,11 +47,10 @@ class FakeFile:
 
 
 @dataclass
-class FakeConnector:
+class FakeConnector(LocalHTTPServer):
     sent: list[Sent] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     files: dict[str, FakeFile] = field(default_factory=dict)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -106,21 +107,12 @@ class FakeConnector:
             def do_PUT(self):
                 self.do_POST()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     @property
     def service_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"{self.origin}/"
 
     # ------------------------------------------------------------------ helpers for tests
     def add_file(self, name: str, body: bytes, content_type: str = "application/octet-stream",

@@ -14,8 +14,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
+
+from tests.fakes.local_server import LocalHTTPServer
 
 
 @dataclass
@@ -27,13 +29,12 @@ class Scripted:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(LocalHTTPServer):
     delay_s: float = 0.0  # added to every chat completion (load tests)
     embedding_dim: int = 32
     requests: list[dict] = field(default_factory=list)
     script: deque = field(default_factory=deque)
     routes: dict[tuple[str, str], Callable] = field(default_factory=dict)  # extra endpoints (fine-tuning)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------------ lifecycle
@@ -78,21 +79,12 @@ class FakeOpenAI:
             def do_DELETE(self):
                 self._handle("DELETE")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{self.origin}/v1"
 
     # ------------------------------------------------------------------ helpers for tests
     def chat_requests(self) -> list[dict]:

@@ -17,8 +17,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+
+from tests.fakes.local_server import LocalHTTPServer
 
 LOGIN_PAGE = b"""<!DOCTYPE html>
 <html lang="en"><head><title>Slack</title></head>
@@ -64,7 +66,7 @@ class FakeFile:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(LocalHTTPServer):
     token: str = "xoxb-test-bot-token"
     team_id: str = "T0POLICY"
     bot_user_id: str = "UBOT"
@@ -75,7 +77,6 @@ class FakeSlack:
     downloads: list[dict] = field(default_factory=list)
     files: dict[str, FakeFile] = field(default_factory=dict)
     failures: dict[str, deque] = field(default_factory=dict)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -181,21 +182,12 @@ class FakeSlack:
                 else:
                     self._reply(200, entry.data, entry.content_type)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.origin
 
     @property
     def api_url(self) -> str:

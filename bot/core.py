@@ -105,7 +105,9 @@ class PolicyBot:
             ), platform, user_id, conversation_id, question, None, [], None, started=started)
 
         t = time.perf_counter()
-        history = interactions.history(self.runtime.sessions, platform, conversation_id)
+        # Earlier turns are read only when the message looks like a follow-up: most questions skip the query.
+        history = (interactions.history(self.runtime.sessions, platform, conversation_id)
+                   if followup.looks_like_follow_up(question) else [])
         llm_model = self.settings.chat_model
         standalone = followup.rewrite(history, question, self.runtime.openai if self.llm else None, llm_model)
         timings["rewrite"] = _ms(t)

@@ -12,7 +12,6 @@ PostgreSQL and Redis, so any number of these processes can run behind a load bal
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -101,10 +100,3 @@ async def run_blocking(app: web.Application, function, *args, **kwargs):
     """Run a synchronous core call on the answer pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(app[EXECUTOR_KEY], lambda: function(*args, **kwargs))
-
-
-def json_response(body: dict | list | None, status: int = 200) -> web.Response:
-    """Serialize ourselves (botbuilder's invoke bodies are plain dicts or None)."""
-    if body is None:
-        return web.Response(status=status)
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")

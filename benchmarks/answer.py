@@ -113,14 +113,16 @@ class SwitchableRecord:
         self.original = original
         self.variant = "default"
 
-    def __call__(self, sessions, interaction):
+    def __call__(self, engine, values):
         if self.variant == "default":
-            return self.original(sessions, interaction)
-        from sqlalchemy import text
+            return self.original(engine, values)
+        from sqlalchemy import insert, text
 
-        with sessions.begin() as session:
-            session.execute(text("SET LOCAL synchronous_commit = off"))
-            session.add(interaction)
+        from bot.records import Interaction
+
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL synchronous_commit = off"))
+            conn.execute(insert(Interaction.__table__), values)
 
 
 def ask_all(bot, probe: Probe, questions: list[str], redis_client, flush_each: bool,

@@ -22,7 +22,6 @@ from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadRes
 from bot.extractive import EXTRACTIVE_VERSION, extract_answer
 from bot.llm import LLM, LLMError
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
-from bot.records import Interaction
 from bot.registry import answer_state
 from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
@@ -200,7 +199,7 @@ class PolicyBot:
                 standalone: str | None, passages: list[Passage], corpus_version: int | None,
                 usage: tuple[int | None, int | None] = (None, None), started: float | None = None) -> Answer:
         t = time.perf_counter()
-        row = Interaction(
+        row = dict(
                 id=answer.interaction_id, platform=platform, user_id=user_id, conversation_id=conversation_id,
                 question=question, rewritten_question=standalone if standalone != question else None,
                 retrieved=[_snapshot(p) for p in passages], prompt_version=PROMPT_VERSION, model=answer.model,
@@ -208,7 +207,7 @@ class PolicyBot:
                 cached=answer.cached, kind=answer.kind, corpus_version=corpus_version, timings=answer.timings_ms,
                 prompt_tokens=usage[0], completion_tokens=usage[1],
             )
-        if not interactions.record_with_retry(self.runtime.sessions, row):
+        if not interactions.record_with_retry(self.runtime.engine, row):
             # The user still gets the answer, but without 👍/👎: a vote would have no turn to attach to.
             log.error("could not record interaction %s; answering without feedback buttons", answer.interaction_id)
             answer = replace(answer, recorded=False)
@@ -232,7 +231,7 @@ class PolicyBot:
             return FeedbackResult(False, rating, False, "Sorry, I couldn't save your feedback. Please try again.")
 
     def remember_message(self, interaction_id: str, message_ref: str) -> None:
-        interactions.set_message_ref(self.runtime.sessions, interaction_id, message_ref)
+        interactions.set_message_ref(self.runtime.engine, interaction_id, message_ref)
 
     def interaction_for_message(self, message_ref: str) -> str | None:
         return interactions.find_by_message_ref(self.runtime.sessions, message_ref)

@@ -6,7 +6,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
@@ -18,13 +18,14 @@ HISTORY_TURNS = 3
 HISTORY_WINDOW = timedelta(hours=2)  # an old thread picked up days later starts afresh
 
 
-def record(sessions: sessionmaker, interaction: Interaction) -> None:
-    with sessions.begin() as session:
-        session.add(interaction)
+def record(engine: Engine, values: dict) -> None:
+    """Insert one turn. A Core insert rather than the ORM's unit of work, which cost ~40% of an answer's CPU
+    under load (benchmarks/README.md, load profile)."""
+    with engine.begin() as conn:
+        conn.execute(insert(Interaction.__table__), values)
 
 
-def record_with_retry(sessions: sessionmaker, interaction: Interaction, attempts: int = 4,
-                      first_wait_s: float = 0.25) -> bool:
+def record_with_retry(engine: Engine, values: dict, attempts: int = 4, first_wait_s: float = 0.25) -> bool:
     """Record a turn, riding out a short database outage (a restart takes well under a second).
 
     Returns False when it could not be stored after about two seconds of retries.
@@ -32,24 +33,18 @@ def record_with_retry(sessions: sessionmaker, interaction: Interaction, attempts
     wait = first_wait_s
     for attempt in range(attempts):
         try:
-            record(sessions, make_transient_copy(interaction))
+            record(engine, values)
             return True
         except OperationalError as err:
             if attempt == attempts - 1:
-                log.warning("recording interaction %s failed: %s", interaction.id, type(err).__name__)
+                log.warning("recording interaction %s failed: %s", values.get("id"), type(err).__name__)
                 return False
             time.sleep(wait)
             wait *= 2
         except SQLAlchemyError:
-            log.exception("recording interaction %s failed", interaction.id)
+            log.exception("recording interaction %s failed", values.get("id"))
             return False
     return False
-
-
-def make_transient_copy(interaction: Interaction) -> Interaction:
-    """A fresh ORM object per attempt: a failed session leaves the old one in an unusable state."""
-    return Interaction(**{c.key: getattr(interaction, c.key) for c in Interaction.__table__.columns
-                          if getattr(interaction, c.key) is not None})
 
 
 def history(sessions: sessionmaker, platform: str, conversation_id: str | None) -> list[tuple[str, str]]:
@@ -72,10 +67,11 @@ def history(sessions: sessionmaker, platform: str, conversation_id: str | None) 
     return [(r.rewritten_question or r.question, r.answer) for r in reversed(rows)]
 
 
-def set_message_ref(sessions: sessionmaker, interaction_id: str, message_ref: str) -> None:
+def set_message_ref(engine: Engine, interaction_id: str, message_ref: str) -> None:
     """Remember the platform's id for the message that carried an answer (Teams feedback names only that)."""
-    with sessions.begin() as session:
-        session.execute(update(Interaction).where(Interaction.id == interaction_id).values(message_ref=message_ref))
+    with engine.begin() as conn:
+        conn.execute(update(Interaction.__table__).where(Interaction.__table__.c.id == interaction_id)
+                     .values(message_ref=message_ref))
 
 
 def find_by_message_ref(sessions: sessionmaker, message_ref: str) -> str | None:

@@ -250,6 +250,18 @@ def test_personal_question_gets_cited_answer_with_feedback_loop_and_typing(teams
     assert row.message_ref == f"teams:{PERSONAL}:{reply.activity_id}"
 
 
+def test_turns_reuse_the_connector_client_and_its_connections(teams, connector, runtime, tmp_path):
+    _load(runtime, tmp_path, ("leave.md", LEAVE, None))
+    for question in ("How many vacation days do I get?", "Can I carry vacation days over?",
+                     "Do part-timers get vacation?", "Who approves vacation?"):
+        _ask(teams, connector, question)
+    # Typing + answer per turn: 8 POSTs. botbuilder alone builds a new client (and connection pool) per turn,
+    # so every turn opened its own connections; the reused client keeps a couple open across turns.
+    assert len(connector.peers) >= 8
+    assert len(set(connector.peers)) <= 2, connector.peers
+    assert len(teams.app[TEAMS_KEY].clients.connectors) == 1
+
+
 def test_slow_llm_answer_keeps_typing_and_is_cited(llm_policybot, fake_openai, connector, tmp_path, monkeypatch):
     monkeypatch.setattr("adapters.teams.bot.TYPING_PERIOD_S", 0.2)
     fake_openai.delay_s = 0.9

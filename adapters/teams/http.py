@@ -39,6 +39,7 @@ from msrest.universal_http.requests import ClientRetryPolicy
 
 from adapters.server import run_blocking
 from adapters.teams.bot import PolicyTeamsBot
+from adapters.teams.clients import ReusedClients, ReusingAuthentication
 from adapters.teams.render import text_activity
 from bot.config import Settings
 from bot.core import PolicyBot
@@ -89,6 +90,7 @@ class TeamsEndpoint:
     auth: BotFrameworkAuthentication
     bot: PolicyTeamsBot
     anonymous: bool
+    clients: ReusedClients = field(default_factory=ReusedClients)
     pending: set[asyncio.Task] = field(default_factory=set)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -168,11 +170,12 @@ def invoke_http_response(response: InvokeResponse | None) -> web.Response:
 
 def build_endpoint(core: PolicyBot, run=None) -> TeamsEndpoint:
     config = BotFrameworkConfig.from_settings(core.settings)
-    auth = ConfigurationBotFrameworkAuthentication(config)
+    clients = ReusedClients()
+    auth = ReusingAuthentication(ConfigurationBotFrameworkAuthentication(config), clients)
     adapter = CloudAdapter(auth)
     adapter.on_turn_error = _on_turn_error
     handler = PolicyTeamsBot(core, run, allow_http_downloads=config.anonymous)
-    return TeamsEndpoint(adapter=adapter, auth=auth, bot=handler, anonymous=config.anonymous)
+    return TeamsEndpoint(adapter=adapter, auth=auth, bot=handler, anonymous=config.anonymous, clients=clients)
 
 
 def add_routes(app: web.Application, bot: PolicyBot) -> None:

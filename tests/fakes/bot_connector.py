@@ -50,6 +50,7 @@ class FakeFile:
 class FakeConnector(LocalHTTPServer):
     sent: list[Sent] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
+    peers: list[int] = field(default_factory=list)  # the client's port of every POST: one per TCP connection
     files: dict[str, FakeFile] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -88,6 +89,7 @@ class FakeConnector(LocalHTTPServer):
                 path = self.path.split("?")[0]
                 with fake._lock:
                     fake.requests.append(("POST", path))
+                    fake.peers.append(self.client_address[1])
                 parts = path.strip("/").split("/")
                 # v3 / conversations / {id} / activities [/ {replyToId}]
                 if len(parts) in (4, 5) and parts[:2] == ["v3", "conversations"] and parts[3] == "activities":

@@ -121,7 +121,9 @@ async def test_forged_and_stale_requests_get_401(slack_bot, fake_slack):
 
 
 @run_async
-async def test_mention_is_answered_in_its_thread_with_sources_and_feedback_buttons(slack_bot, fake_slack, tmp_path):
+async def test_mention_is_answered_in_its_thread_with_sources_and_feedback_buttons(slack_bot, fake_slack, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setattr("adapters.slack.app.STATUS_DELAY_S", 0.0)  # any answer counts as slow: status first
     load_leave(slack_bot.runtime, tmp_path)
     mention = app_mention("How many vacation days do I get?", user="U1", channel="C1")
     async with serving(slack_bot) as slack:
@@ -150,7 +152,8 @@ async def test_mention_is_answered_in_its_thread_with_sources_and_feedback_butto
 
 
 @run_async
-async def test_direct_message_is_answered(slack_bot, fake_slack, tmp_path):
+async def test_direct_message_is_answered(slack_bot, fake_slack, tmp_path, monkeypatch):
+    monkeypatch.setattr("adapters.slack.app.STATUS_DELAY_S", 30.0)  # any answer counts as quick: no status
     load_leave(slack_bot.runtime, tmp_path)
     dm = message("When do I need a doctor's note?", user="U7", channel="D7")
     async with serving(slack_bot) as slack:
@@ -158,6 +161,7 @@ async def test_direct_message_is_answered(slack_bot, fake_slack, tmp_path):
         [post] = await fake_slack.wait_for("chat.postMessage")
     assert post.args["channel"] == "D7" and post.args["thread_ts"] == dm["ts"]
     assert "fourth consecutive day" in post.args["text"]
+    assert fake_slack.calls_to("assistant.threads.setStatus") == []
     [row] = interactions(slack_bot.runtime)
     assert row.user_id == "U7" and row.conversation_id == f"D7:{dm['ts']}"
 

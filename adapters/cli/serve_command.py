@@ -1,30 +1,61 @@
-"""`policybot serve`: Slack and Teams over HTTP on one port."""
+"""`policybot serve`: Slack and Teams over HTTP on one port, in one process or several (--workers)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 
 from aiohttp import web
 
 from adapters.server import build_app
+from adapters.supervisor import supervise
 from bot import logs
 from bot.config import Settings
 from bot.core import PolicyBot
 from bot.runtime import build_runtime
+
+log = logging.getLogger(__name__)
 
 
 def register(commands) -> None:
     p = commands.add("serve", serve, "serve Slack (/slack/events) and Teams (/api/messages) over HTTP")
     p.add_argument("--host", default=None, help="listen address (default POLICYBOT_HOST, 0.0.0.0)")
     p.add_argument("--port", type=int, default=None, help="port (default PORT, 3978)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="server processes sharing the port (default POLICYBOT_WORKERS, 1); about one per core")
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, json_format=True)
-    runtime = build_runtime(settings)
+    updates = {"host": args.host or settings.host, "port": settings.port if args.port is None else args.port}
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        print("--workers must be 1 or more")
+        return 2
+    if workers > 1 and updates["port"] == 0:
+        print("--workers needs a fixed --port (the workers share it)")
+        return 2
+    settings = settings.model_copy(update=updates)
+    if workers == 1:
+        run_server(settings, reuse_port=False)
+        return 0
+    return supervise(settings, workers, run_worker)
+
+
+def run_worker(settings: Settings) -> None:
+    """One of `--workers` processes (spawned by adapters.supervisor)."""
+    logs.configure(settings.log_level, json_format=True)
+    run_server(settings, reuse_port=True, apply_migrations=False)
+
+
+def run_server(settings: Settings, reuse_port: bool, apply_migrations: bool = True) -> None:
+    runtime = build_runtime(settings, apply_migrations=apply_migrations)
     bot = PolicyBot(runtime)
     bot.warm_up()
     app = build_app(bot)
-    web.run_app(app, host=args.host or settings.host, port=args.port or settings.port, shutdown_timeout=30)
-    runtime.close()
-    return 0
+    log.info("listening on %s:%d", settings.host, settings.port)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30, reuse_port=reuse_port,
+                    print=None)
+    finally:
+        runtime.close()

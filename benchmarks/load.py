@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--servers", type=int, default=1,
                    help="`policybot serve` processes (one port each; the load generator spreads requests round-robin "
                         "like a load balancer, and sends each redelivery to another process than the original)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="`policybot serve --workers N`: N worker processes sharing each server's port")
     p.add_argument("--users", type=int, default=5000)
     p.add_argument("--feedback", type=float, default=0.25, help="share of answers clicked")
     p.add_argument("--slack-retry", type=float, default=0.08)
@@ -118,9 +120,11 @@ async def run_load(args, servers: list[loadkit.BotServer], fakes: loadkit.Fakes,
             processes = {f"policybot serve{f' #{i + 1}' if len(servers) > 1 else ''}": s.pid
                          for i, s in enumerate(servers)}
             cpu = loadkit.CpuSampler({**processes, "fakes (Slack/connector/LLM)": fakes.pid,
-                                      "load generator": os.getpid(), "redis": redis.pid()}, pg.postmaster_pid())
+                                      "load generator": os.getpid(), "redis": redis.pid()}, pg.postmaster_pid(),
+                                     with_children=tuple(processes) if args.workers > 1 else ())
             profile_path = work / f"profile-{rate:g}.txt"
-            profile = loadkit.start_profile(server.pid, args.duration, profile_path) if args.profile else None
+            profile = loadkit.start_profile(server.pid, args.duration, profile_path,
+                                            subprocesses=args.workers > 1) if args.profile else None
             load_before = common.load_average()
             cpu.start()
             await load.run(args.duration)
@@ -367,7 +371,7 @@ def main(argv=None) -> int:
         env = loadkit.bot_env(db_url, redis.url, fakes, work / "home", **extra)
         log("ingesting the sample handbook (policybot ingest)")
         result["ingest_s"] = round(loadkit.ingest_handbook(env), 1)
-        servers = [loadkit.BotServer(env, work / f"server-{i + 1}.log") for i in range(args.servers)]
+        servers = [loadkit.BotServer(env, work / f"server-{i + 1}.log", args.workers) for i in range(args.servers)]
         for server in servers:
             result.setdefault("server_start_s", []).append(round(server.start(), 1))
             log(f"policybot serve (pid {server.pid}) healthy at {server.url}")

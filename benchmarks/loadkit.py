@@ -460,8 +460,9 @@ def ingest_handbook(env: dict) -> float:
 class BotServer:
     """`policybot serve` as a subprocess on 127.0.0.1; stop() sends SIGTERM (graceful: answers are drained)."""
 
-    def __init__(self, env: dict, log_path: Path) -> None:
+    def __init__(self, env: dict, log_path: Path, workers: int = 1) -> None:
         self.env = env
+        self.workers = workers  # `serve --workers N`: N processes on this port (children of self.process)
         self.port = free_port()
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
@@ -471,7 +472,8 @@ class BotServer:
         started = time.perf_counter()
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            policybot_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            policybot_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                   "--workers", str(self.workers)],
             env=self.env, cwd=str(ROOT), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -1194,7 +1196,8 @@ def pyspy_binary() -> str | None:
     return None
 
 
-def start_profile(pid: int, seconds: float, out: Path, gil: bool = True) -> subprocess.Popen | None:
+def start_profile(pid: int, seconds: float, out: Path, gil: bool = True,
+                  subprocesses: bool = False) -> subprocess.Popen | None:
     """py-spy on the server. gil=True samples only the thread holding the GIL: where the one core a Python
     process can use goes (what limits throughput); gil=False samples every thread, idle ones too (what they wait on)."""
     binary = pyspy_binary()
@@ -1203,7 +1206,8 @@ def start_profile(pid: int, seconds: float, out: Path, gil: bool = True) -> subp
         return None
     mode = ["--gil"] if gil else ["--idle"]
     return subprocess.Popen([binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100", "-f", "raw",
-                             "-o", str(out), "--nonblocking", "--threads", *mode],
+                             "-o", str(out), "--nonblocking", "--threads", *mode,
+                             *(["--subprocesses"] if subprocesses else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

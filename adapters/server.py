@@ -23,12 +23,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot import logs, metrics
 from bot.core import PolicyBot
 from bot.health import HealthChecker, summary
+from adapters.turn_queue import TurnQueue
 
 log = logging.getLogger(__name__)
 
 BOT_KEY = web.AppKey("policybot", PolicyBot)
 EXECUTOR_KEY = web.AppKey("executor", ThreadPoolExecutor)
 HEALTH_KEY = web.AppKey("health", HealthChecker)
+QUEUE_KEY = web.AppKey("turn_queue", TurnQueue)  # present when answer workers answer (adapters.turn_queue)
 MAX_BODY_BYTES = 2 * 1024 * 1024  # chat payloads are small; uploads are fetched by URL, not posted here
 
 
@@ -72,9 +74,16 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(bot: PolicyBot) -> web.Application:
+def build_app(bot: PolicyBot, queue: TurnQueue | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe])
     app[BOT_KEY] = bot
+    if queue is not None:
+        app[QUEUE_KEY] = queue
+
+        async def close_queue(app: web.Application) -> None:
+            await app[QUEUE_KEY].close()
+
+        app.on_cleanup.append(close_queue)
     app[HEALTH_KEY] = HealthChecker(bot.runtime)
     app[EXECUTOR_KEY] = ThreadPoolExecutor(max_workers=max(8, bot.settings.llm_concurrency + 4),
                                            thread_name_prefix="answer")

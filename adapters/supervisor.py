@@ -1,4 +1,5 @@
-"""`policybot serve --workers N`: N server processes on one port, kept running by this (parent) process.
+"""`policybot serve --workers N [--answer-workers M]`: N server processes on one port (and M answer workers),
+kept running by this (parent) process.
 
 One Python process uses one core at most (the GIL), and under load it was CPU-bound well below the target rate
 (benchmarks/README.md). Each worker is a complete `policybot serve` process: the kernel spreads connections
@@ -44,8 +45,8 @@ def shared_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"database_url": database_url, "redis_url": redis_url})
 
 
-def supervise(settings: Settings, workers: int, target: Callable[[Settings], None]) -> int:
-    """Run `target(settings)` in `workers` processes until SIGTERM/SIGINT; the exit status."""
+def supervise(settings: Settings, targets: list[Callable[[Settings], None]]) -> int:
+    """Run each `target(settings)` in its own process until SIGTERM/SIGINT; the exit status."""
     settings = shared_settings(settings)
     engine = make_engine(settings.database_url)
     try:
@@ -68,14 +69,15 @@ def supervise(settings: Settings, workers: int, target: Callable[[Settings], Non
     processes: dict[int, tuple[multiprocessing.Process, float]] = {}
 
     def start(slot: int) -> None:
-        process = context.Process(target=target, args=(settings,), name=f"policybot-worker-{slot}")
+        target = targets[slot]
+        process = context.Process(target=target, args=(settings,), name=f"policybot-{target.__name__}-{slot}")
         process.start()
         processes[slot] = (process, time.monotonic())
-        log.info("worker %d started (pid %d)", slot, process.pid)
+        log.info("%s %d started (pid %d)", target.__name__, slot, process.pid)
 
     status = 0
     try:
-        for slot in range(workers):
+        for slot in range(len(targets)):
             start(slot)
         while not stopping:
             sentinels = [p.sentinel for p, _ in processes.values()]
@@ -93,7 +95,10 @@ def supervise(settings: Settings, workers: int, target: Callable[[Settings], Non
                             process.exitcode)
                 start(slot)
     finally:
-        _stop_all([p for p, _ in processes.values()])
+        # Target by target, in the order given: the servers stop taking requests before the answer workers
+        # (which empty the turn queue) are stopped.
+        for target in dict.fromkeys(targets):
+            _stop_all([p for slot, (p, _) in processes.items() if targets[slot] is target])
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -58,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "like a load balancer, and sends each redelivery to another process than the original)")
     p.add_argument("--workers", type=int, default=1,
                    help="`policybot serve --workers N`: N worker processes sharing each server's port")
+    p.add_argument("--answer-workers", type=int, default=0,
+                   help="`policybot serve --answer-workers M`: the servers only acknowledge; M processes answer")
     p.add_argument("--users", type=int, default=5000)
     p.add_argument("--feedback", type=float, default=0.25, help="share of answers clicked")
     p.add_argument("--slack-retry", type=float, default=0.08)
@@ -121,10 +123,10 @@ async def run_load(args, servers: list[loadkit.BotServer], fakes: loadkit.Fakes,
                          for i, s in enumerate(servers)}
             cpu = loadkit.CpuSampler({**processes, "fakes (Slack/connector/LLM)": fakes.pid,
                                       "load generator": os.getpid(), "redis": redis.pid()}, pg.postmaster_pid(),
-                                     with_children=tuple(processes) if args.workers > 1 else ())
+                                     with_children=tuple(processes) if args.workers > 1 or args.answer_workers else ())
             profile_path = work / f"profile-{rate:g}.txt"
             profile = loadkit.start_profile(server.pid, args.duration, profile_path,
-                                            subprocesses=args.workers > 1) if args.profile else None
+                                            subprocesses=args.workers > 1 or args.answer_workers > 0) if args.profile else None
             load_before = common.load_average()
             cpu.start()
             await load.run(args.duration)
@@ -371,7 +373,7 @@ def main(argv=None) -> int:
         env = loadkit.bot_env(db_url, redis.url, fakes, work / "home", **extra)
         log("ingesting the sample handbook (policybot ingest)")
         result["ingest_s"] = round(loadkit.ingest_handbook(env), 1)
-        servers = [loadkit.BotServer(env, work / f"server-{i + 1}.log", args.workers) for i in range(args.servers)]
+        servers = [loadkit.BotServer(env, work / f"server-{i + 1}.log", args.workers, args.answer_workers) for i in range(args.servers)]
         for server in servers:
             result.setdefault("server_start_s", []).append(round(server.start(), 1))
             log(f"policybot serve (pid {server.pid}) healthy at {server.url}")

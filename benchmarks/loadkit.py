@@ -460,9 +460,10 @@ def ingest_handbook(env: dict) -> float:
 class BotServer:
     """`policybot serve` as a subprocess on 127.0.0.1; stop() sends SIGTERM (graceful: answers are drained)."""
 
-    def __init__(self, env: dict, log_path: Path, workers: int = 1) -> None:
+    def __init__(self, env: dict, log_path: Path, workers: int = 1, answer_workers: int = 0) -> None:
         self.env = env
         self.workers = workers  # `serve --workers N`: N processes on this port (children of self.process)
+        self.answer_workers = answer_workers  # `serve --answer-workers M` (children of self.process too)
         self.port = free_port()
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
@@ -473,7 +474,7 @@ class BotServer:
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             policybot_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                   "--workers", str(self.workers)],
+                                   "--workers", str(self.workers), "--answer-workers", str(self.answer_workers)],
             env=self.env, cwd=str(ROOT), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

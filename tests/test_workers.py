@@ -131,6 +131,7 @@ def test_two_workers_share_the_port_sum_their_metrics_replace_a_crash_and_stop_o
 def test_workers_must_be_positive_and_need_a_fixed_port(settings, tmp_path):
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     for args, message in ((["--workers", "0"], "--workers must be 1 or more"),
+                          (["--answer-workers", "-1"], "--answer-workers 0 or more"),
                           (["--workers", "2", "--port", "0"], "needs a fixed --port")):
         done = subprocess.run([sys.executable, "-c", "from adapters.cli import run_main; run_main()", "serve",
                                *args], env=env, capture_output=True, text=True, timeout=60)

@@ -33,6 +33,7 @@ from bot.core import PolicyBot
 from bot.interactions import HISTORY_WINDOW
 
 from adapters.slack import render, uploads
+from adapters.turn_queue import TurnQueue
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ BAD_BLOCKS = frozenset({"invalid_blocks", "invalid_blocks_format", "invalid_atta
 NOT_ADMIN = "Only policy admins can {what}. Ask the People team to add your Slack user id to POLICYBOT_ADMINS."
 
 RunBlocking = Callable[..., Awaitable]
+QUESTION_TURN = "slack_question"  # the kind of queued turn an answer worker runs with SlackAdapter.answer
 
 
 def make_client(settings) -> AsyncWebClient:
@@ -71,6 +73,7 @@ class SlackAdapter:
         self.settings = bot.settings
         self.run_blocking = run_blocking
         self.tasks: set[asyncio.Task] = set()
+        self.queue: TurnQueue | None = None  # set when answer workers answer the questions (adapters.turn_queue)
         self.client = make_client(self.settings)
         self.upload_limit = min(uploads.SLACK_FILE_LIMIT, self.settings.max_document_bytes)
         self.app = AsyncApp(
@@ -129,8 +132,8 @@ class SlackAdapter:
             return
         thread_ts = event.get("thread_ts") or event.get("ts")
         question = strip_mention(event.get("text") or "", context.bot_user_id)
-        self.spawn(self.answer(body.get("event_id"), question, event["user"], event.get("channel"), thread_ts),
-                   "answer")
+        await self.hand_off(dict(event_id=body.get("event_id"), question=question, user=event["user"],
+                                 channel=event.get("channel"), thread_ts=thread_ts))
 
     async def on_message(self, body: dict, event: dict, context) -> None:
         # Edits (message_changed), deletions, joins, bot posts and our own messages are not questions.
@@ -140,14 +143,21 @@ class SlackAdapter:
         if not user or not channel or user == context.bot_user_id:
             return
         thread_ts = event.get("thread_ts") or event.get("ts")
+        turn = dict(event_id=body.get("event_id"), question=text, user=user, channel=channel, thread_ts=thread_ts)
         if event.get("channel_type") == "im":
-            self.spawn(self.answer(body.get("event_id"), text, user, channel, thread_ts), "answer")
+            await self.hand_off(turn)
             return
         # A reply in a channel thread the bot answered in (needs the message.channels / message.groups events).
         # A reply that mentions the bot arrives as app_mention too, and is answered from there.
         if event.get("thread_ts") and not mentions(text, context.bot_user_id) and not re.search(r"<@[UW]", text):
-            self.spawn(self.answer(body.get("event_id"), text, user, channel, thread_ts, only_if_engaged=True),
-                       "answer")
+            await self.hand_off({**turn, "only_if_engaged": True})
+
+    async def hand_off(self, turn: dict) -> None:
+        """Answer a question (the keyword arguments of answer()): in an answer worker when there are some, else
+        in this process after the ack."""
+        if self.queue is not None and await self.queue.put(QUESTION_TURN, turn):
+            return
+        self.spawn(self.answer(**turn), "answer")
 
     async def answer(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
                      only_if_engaged: bool = False) -> None:

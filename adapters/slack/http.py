@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
-from adapters.server import run_blocking
+from adapters.server import QUEUE_KEY, run_blocking
 from adapters.slack.app import SlackAdapter
 from bot.core import PolicyBot
 
@@ -41,6 +41,7 @@ def add_routes(app: web.Application, bot: PolicyBot) -> SlackAdapter | None:
         return None
 
     adapter = SlackAdapter(bot, functools.partial(run_blocking, app), verify_requests=http_mode)
+    adapter.queue = app.get(QUEUE_KEY)
     app[SLACK_KEY] = adapter
     app.on_startup.append(_open_http_session)
     app.on_cleanup.append(_close_http_session)

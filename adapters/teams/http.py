@@ -33,14 +33,15 @@ from aiohttp import web
 from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
-from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkAuthentication
+from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkAuthentication, ClaimsIdentity
 from msrest.serialization import Model
 from msrest.universal_http.requests import ClientRetryPolicy
 
-from adapters.server import run_blocking
+from adapters.server import QUEUE_KEY, run_blocking
 from adapters.teams.bot import PolicyTeamsBot
 from adapters.teams.clients import ReusedClients, ReusingAuthentication
 from adapters.teams.render import text_activity
+from adapters.turn_queue import TurnQueue
 from bot.config import Settings
 from bot.core import PolicyBot
 
@@ -52,6 +53,7 @@ ClientRetryPolicy.safe_codes = frozenset(ClientRetryPolicy.safe_codes)
 log = logging.getLogger(__name__)
 
 ROUTE = "/api/messages"
+ACTIVITY_TURN = "teams_activity"  # the kind of queued turn an answer worker runs with TeamsEndpoint.run_queued
 DRAIN_S = 25.0  # under `policybot serve`'s 30 s shutdown timeout
 APP_TYPES = {"multitenant": "MultiTenant", "singletenant": "SingleTenant", "userassignedmsi": "UserAssignedMSI"}
 
@@ -91,6 +93,7 @@ class TeamsEndpoint:
     bot: PolicyTeamsBot
     anonymous: bool
     clients: ReusedClients = field(default_factory=ReusedClients)
+    queue: TurnQueue | None = None  # set when answer workers run the turns (adapters.turn_queue)
     pending: set[asyncio.Task] = field(default_factory=set)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -130,6 +133,8 @@ class TeamsEndpoint:
                 return _error(500, "the bot failed")
             return invoke_http_response(response)
 
+        if self.queue is not None and await self.queue.put(ACTIVITY_TURN, queued_turn(auth_result, body)):
+            return web.Response(status=202)
         task = asyncio.create_task(self._turn(auth_result, activity))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
@@ -140,6 +145,17 @@ class TeamsEndpoint:
             await self.adapter.process_activity(auth_result, activity, self.bot.on_turn)
         except Exception:
             log.exception("Teams %s activity %s failed", activity.type, activity.id)
+
+    async def run_queued(self, turn: dict) -> None:
+        """Run a turn a web process put on the queue (in an answer worker): its request was authenticated there,
+        so the identity it established is rebuilt rather than checked again."""
+        identity = ClaimsIdentity(turn["claims"], turn["authenticated"], turn.get("authentication_type"))
+        result = AuthenticateRequestResult()
+        result.audience = turn.get("audience")
+        result.caller_id = turn.get("caller_id")
+        result.claims_identity = identity
+        result.connector_factory = self.auth.create_connector_factory(identity)
+        await self._turn(result, Activity().deserialize(turn["activity"]))
 
     async def drain(self, _app: web.Application | None = None) -> None:
         """Let turns in progress finish (answers being sent) before the process stops."""
@@ -153,6 +169,13 @@ class TeamsEndpoint:
 
 
 TEAMS_KEY = web.AppKey("teams", TeamsEndpoint)
+
+
+def queued_turn(auth_result: AuthenticateRequestResult, body: dict) -> dict:
+    identity = auth_result.claims_identity
+    return {"activity": body, "claims": dict(identity.claims or {}), "authenticated": identity.is_authenticated,
+            "authentication_type": identity.authentication_type, "audience": auth_result.audience,
+            "caller_id": auth_result.caller_id}
 
 
 def invoke_http_response(response: InvokeResponse | None) -> web.Response:
@@ -180,6 +203,7 @@ def build_endpoint(core: PolicyBot, run=None) -> TeamsEndpoint:
 
 def add_routes(app: web.Application, bot: PolicyBot) -> None:
     endpoint = build_endpoint(bot, partial(run_blocking, app))
+    endpoint.queue = app.get(QUEUE_KEY)
     app[TEAMS_KEY] = endpoint
     app.router.add_post(ROUTE, endpoint.handle)
     app.on_shutdown.append(endpoint.drain)

@@ -10,7 +10,9 @@ the stream. The web processes therefore keep answering Slack within its 3 s even
 - A worker that dies leaves its turns pending; another worker claims those idle for RECLAIM_IDLE_MS. The
   platforms' event ids are claimed in Redis before answering (bot.dedupe), so a reclaimed turn that was already
   answered is not answered twice.
-- Redis down: put() returns False and the web process answers the turn itself, as without workers.
+- Redis down: put() returns False and the web process answers the turn itself, as without workers. Turns
+  waiting in the stream survive a Redis restart only if Redis persists its data (appendonly yes, as in
+  docker-compose.yml); the workers recreate the consumer group if it is gone.
 - The stream is capped (MAX_LEN, approximate) so acknowledged turns don't accumulate.
 """
 
@@ -126,6 +128,11 @@ async def consume(client: aioredis.Redis, handlers: dict[str, Handler], stop: as
                 break
             log.warning("turn queue unavailable (%s); retrying", err)
             await asyncio.sleep(0.5)
+            if "NOGROUP" in str(err):  # Redis restarted without its data: start a new group
+                try:
+                    await ensure_group(client)
+                except (redis.RedisError, OSError):
+                    pass
             continue
         drained = not any(entries for _stream, entries in replies or [])
         for _stream, entries in replies or []:

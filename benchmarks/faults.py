@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=20.0, help="offered events/s in total")
     p.add_argument("--unique", type=float, default=0.4, help="share of questions made unique (cache misses)")
     p.add_argument("--llm-delay", type=float, default=0.3)
+    p.add_argument("--answer-workers", type=int, default=0,
+                   help="`policybot serve --answer-workers M` (questions queued on a Redis stream)")
     p.add_argument("--feedback", type=float, default=0.4, help="share of answers clicked")
     p.add_argument("--baseline", type=float, default=10.0, help="seconds before the first fault")
     p.add_argument("--outage", type=float, default=8.0, help="seconds PostgreSQL / Redis stay down")
@@ -361,7 +363,7 @@ def main(argv=None) -> int:
         env = loadkit.bot_env(db_url, redis.url, fakes, work / "home")
         log("ingesting the sample handbook (policybot ingest)")
         result["ingest_s"] = round(loadkit.ingest_handbook(env), 1)
-        server = loadkit.BotServer(env, work / "server.log")
+        server = loadkit.BotServer(env, work / "server.log", answer_workers=args.answer_workers)
         result["server_start_s"] = round(server.start(), 1)
         log(f"policybot serve (pid {server.pid}) healthy at {server.url}")
         result.update(asyncio.run(run_faults(args, server, fakes, db_url, pg, redis)))

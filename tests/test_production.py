@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections import Counter
 from urllib.parse import urlencode
 
 import aiohttp
+import redis.asyncio as aioredis
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
+from adapters import answer_worker
 from adapters.server import build_app
+from adapters.slack.app import QUESTION_TURN
+from adapters.turn_queue import GROUP, STREAM, TurnQueue, ensure_group
 from adapters.slack.http import SLACK_KEY
 from adapters.teams.http import TEAMS_KEY
 from bot.core import PolicyBot
@@ -74,8 +79,8 @@ def load_documents(runtime, tmp_path) -> None:
 class Served:
     """build_app on 127.0.0.1:<free port>, and a client that talks to it like Slack and Teams do."""
 
-    def __init__(self, bot: PolicyBot) -> None:
-        self.app = build_app(bot)
+    def __init__(self, bot: PolicyBot, queue: TurnQueue | None = None) -> None:
+        self.app = build_app(bot, queue)
         self.runner = web.AppRunner(self.app)
         self.session: aiohttp.ClientSession | None = None
         self.url = ""
@@ -294,3 +299,94 @@ def test_retries_and_redeliveries_are_answered_exactly_once_and_every_vote_is_re
     assert all(askers[conversation] == user for _, conversation, user, _ in votes)
     thanks = fake_slack.calls_to("chat.postEphemeral")
     assert len(thanks) == 5 and all("Thanks" in t.args["text"] for t in thanks)
+
+
+# ------------------------------------------------------------------------------------------------- answer workers
+
+
+def test_queued_questions_are_acknowledged_by_the_server_and_answered_once_by_a_worker(
+        policybot, fake_slack, connector, tmp_path, settings, redis_client):
+    bot = with_slack(policybot, fake_slack)
+    load_documents(bot.runtime, tmp_path)
+    mention = app_mention("How many vacation days do I get?", user="U1", channel="C1")
+    activity = teams_message(connector, "Can I expense a coworking desk?", "a:1queued", "aad-1", "act-1")
+
+    async def scenario() -> None:
+        served = await Served(bot, TurnQueue.from_url(settings.redis_url)).start()
+        try:
+            # A Slack event and its retry, a Teams activity and its redelivery: all acknowledged and queued.
+            assert await served.slack_event(mention, "EvQ1") == 200
+            assert await served.slack_event(mention, "EvQ1", retry_num=1) == 200
+            assert await served.teams(activity) == 202
+            assert await served.teams(activity) == 202
+            await asyncio.sleep(0.3)
+            assert fake_slack.calls_to("chat.postMessage") == [] and connector.messages() == []
+            assert redis_client.xlen(STREAM) == 4 and not served.app[SLACK_KEY].tasks
+
+            stop = asyncio.Event()
+            worker = asyncio.create_task(answer_worker.work(bot, stop))
+            await poll(lambda: fake_slack.calls_to("chat.postMessage") and connector.messages(), what="answers")
+            await asyncio.sleep(0.3)  # the duplicates have been taken too by now
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+        finally:
+            await served.stop()
+
+    asyncio.run(scenario())
+    [post] = fake_slack.calls_to("chat.postMessage")
+    assert post.args["thread_ts"] == mention["ts"] and "25 days" in post.args["text"]
+    [reply] = connector.messages()
+    assert "250 EUR" in reply.text
+    assert redis_client.xpending(STREAM, GROUP)["pending"] == 0  # every turn taken and acknowledged
+    assert sorted(rows(bot.runtime, "SELECT platform, user_id FROM interactions")) == [("slack", "U1"),
+                                                                                     ("teams", "aad-1")]
+
+
+def test_turns_left_by_a_dead_worker_are_answered_by_another(policybot, fake_slack, tmp_path, settings,
+                                                            redis_client, monkeypatch):
+    monkeypatch.setattr("adapters.turn_queue.RECLAIM_IDLE_MS", 100)
+    bot = with_slack(policybot, fake_slack)
+    load_documents(bot.runtime, tmp_path)
+    turn = dict(event_id="EvDead", question="How many vacation days do I get?", user="U9", channel="D9",
+                thread_ts=new_ts())
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            await ensure_group(client)
+            assert await TurnQueue(client).put(QUESTION_TURN, turn)
+            taken = await client.xreadgroup(GROUP, "worker-that-died", {STREAM: ">"}, count=10)
+            assert len(taken[0][1]) == 1
+            await asyncio.sleep(0.2)
+            stop = asyncio.Event()
+            worker = asyncio.create_task(answer_worker.work(bot, stop))
+            await poll(lambda: fake_slack.calls_to("chat.postMessage"), what="the reclaimed answer")
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    [post] = fake_slack.calls_to("chat.postMessage")
+    assert post.args["channel"] == "D9" and "25 days" in post.args["text"]
+    assert redis_client.xpending(STREAM, GROUP)["pending"] == 0
+
+
+def test_without_a_reachable_queue_the_server_answers_itself(policybot, fake_slack, tmp_path):
+    bot = with_slack(policybot, fake_slack)
+    load_documents(bot.runtime, tmp_path)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}"
+
+    async def scenario() -> None:
+        served = await Served(bot, TurnQueue.from_url(dead)).start()
+        try:
+            assert await served.slack_event(app_mention("How many vacation days do I get?"), "EvNoQ") == 200
+            await served.idle()
+        finally:
+            await served.stop()
+
+    asyncio.run(scenario())
+    [post] = fake_slack.calls_to("chat.postMessage")
+    assert "25 days" in post.args["text"]

@@ -13,6 +13,9 @@ the stream. The web processes therefore keep answering Slack within its 3 s even
 - Redis down: put() returns False and the web process answers the turn itself, as without workers. Turns
   waiting in the stream survive a Redis restart only if Redis persists its data (appendonly yes, as in
   docker-compose.yml); the workers recreate the consumer group if it is gone.
+- Bounded: a counter (WAITING) counts the turns queued and not yet finished. Above `max_waiting` put() says
+  FULL and the web process tells the asker to try again in a minute instead of letting the backlog, and every
+  asker's wait, grow without bound.
 - The stream is capped (MAX_LEN, approximate) so acknowledged turns don't accumulate.
 """
 
@@ -23,6 +26,8 @@ import json
 import logging
 import os
 import socket
+import time
+from enum import Enum
 from typing import Awaitable, Callable
 
 import redis
@@ -31,36 +36,78 @@ import redis.asyncio as aioredis
 log = logging.getLogger(__name__)
 
 STREAM = "policybot:turns"
+WAITING = "policybot:turns:waiting"  # turns queued and not finished yet
 GROUP = "answer-workers"
 MAX_LEN = 100_000
 RECLAIM_IDLE_MS = 60_000
 BATCH = 32
+FULL_RECHECK_S = 0.5
+BUSY_MESSAGE = ("I'm getting a lot of questions right now and couldn't look into this one. "
+                "Please ask me again in a minute.")  # while full, how often put() looks at the counter again
 
 Handler = Callable[[dict], Awaitable[None]]
+
+
+class Put(Enum):
+    QUEUED = "queued"
+    FULL = "full"  # too many turns waiting: tell the asker to try again later
+    UNAVAILABLE = "unavailable"  # Redis can't take it: answer in this process
 
 
 class TurnQueue:
     """The web processes' side: put a turn on the stream."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, max_waiting: int = 1000) -> None:
         self.client = client
+        self.max_waiting = max_waiting
+        self._full_until = 0.0  # monotonic time until which the queue is taken to be full
 
     @classmethod
-    def from_url(cls, url: str) -> "TurnQueue":
-        return cls(aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5))
+    def from_url(cls, url: str, max_waiting: int = 1000) -> "TurnQueue":
+        return cls(aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5), max_waiting)
 
-    async def put(self, kind: str, payload: dict) -> bool:
-        """True once the turn is in the stream; False (logged) when Redis can't take it."""
+    async def put(self, kind: str, payload: dict) -> Put:
         try:
-            await self.client.xadd(STREAM, {"kind": kind, "payload": json.dumps(payload)}, maxlen=MAX_LEN,
-                                   approximate=True)
-            return True
+            if self._full_until:
+                if time.monotonic() < self._full_until:
+                    return Put.FULL
+                if await waiting_now(self.client, self.max_waiting) >= self.max_waiting:
+                    self._full_until = time.monotonic() + FULL_RECHECK_S
+                    return Put.FULL
+                self._full_until = 0.0
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.xadd(STREAM, {"kind": kind, "payload": json.dumps(payload)}, maxlen=MAX_LEN, approximate=True)
+                pipe.incr(WAITING)
+                _, waiting = await pipe.execute()
+            if waiting >= self.max_waiting:  # this one is in; the next ones wait for room
+                log.warning("%d turns waiting for the answer workers: asking people to try again later", waiting)
+                self._full_until = time.monotonic() + FULL_RECHECK_S
+            return Put.QUEUED
         except (redis.RedisError, OSError) as err:
             log.warning("turn queue unavailable (%s); answering in the web process", err)
-            return False
+            return Put.UNAVAILABLE
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+async def waiting_now(client: aioredis.Redis, limit: int) -> int:
+    """Turns taken and not finished plus turns not taken yet (counted up to `limit`), read from the stream
+    itself; the WAITING counter is reset to it, so a counter that drifted (a worker lost between its answer
+    and its XACK) cannot keep the queue "full"."""
+    try:
+        groups = {_text(g["name"]): g for g in await client.xinfo_groups(STREAM)}
+    except redis.ResponseError:  # no stream yet
+        groups = {}
+    group = groups.get(GROUP)
+    if group is None:  # no worker has started yet: everything in the stream waits
+        waiting = await client.xlen(STREAM)
+    else:
+        last = _text(group["last-delivered-id"])
+        undelivered = await client.xrange(STREAM, min=f"({last}", max="+", count=limit)
+        waiting = int(group["pending"]) + len(undelivered)
+    await client.set(WAITING, waiting)
+    return waiting
 
 
 async def ensure_group(client: aioredis.Redis) -> None:
@@ -98,7 +145,10 @@ async def consume(client: aioredis.Redis, handlers: dict[str, Handler], stop: as
         finally:
             slots.release()
             try:
-                await client.xack(STREAM, GROUP, entry_id)
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.xack(STREAM, GROUP, entry_id)
+                    pipe.decr(WAITING)
+                    await pipe.execute()
             except redis.RedisError as err:  # left pending: reclaimed later, and dedupe stops a second answer
                 log.warning("could not acknowledge queued turn %s: %s", entry_id, err)
 

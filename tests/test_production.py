@@ -26,7 +26,7 @@ from sqlalchemy import text
 from adapters import answer_worker
 from adapters.server import build_app
 from adapters.slack.app import QUESTION_TURN
-from adapters.turn_queue import GROUP, STREAM, TurnQueue, ensure_group
+from adapters.turn_queue import BUSY_MESSAGE, GROUP, STREAM, WAITING, TurnQueue, ensure_group
 from adapters.slack.http import SLACK_KEY
 from adapters.teams.http import TEAMS_KEY
 from bot.core import PolicyBot
@@ -390,3 +390,43 @@ def test_without_a_reachable_queue_the_server_answers_itself(policybot, fake_sla
     asyncio.run(scenario())
     [post] = fake_slack.calls_to("chat.postMessage")
     assert "25 days" in post.args["text"]
+
+
+def test_a_full_queue_tells_new_askers_to_come_back_and_takes_questions_again_once_drained(
+        policybot, fake_slack, connector, tmp_path, settings, redis_client, monkeypatch):
+    monkeypatch.setattr("adapters.turn_queue.FULL_RECHECK_S", 0.0)
+    bot = with_slack(policybot, fake_slack)
+    load_documents(bot.runtime, tmp_path)
+    questions = [app_mention("How many vacation days do I get?", user=f"U{i}", channel="C1") for i in range(3)]
+    late = app_mention("Can I expense a coworking desk?", user="U9", channel="C1")
+
+    async def scenario() -> None:
+        served = await Served(bot, TurnQueue.from_url(settings.redis_url, max_waiting=2)).start()
+        try:
+            for i, event in enumerate(questions):
+                assert await served.slack_event(event, f"EvFull{i}") == 200
+            assert await served.teams(teams_message(connector, "Can I expense a coworking desk?", "a:1full",
+                                                    "aad-2", "act-full")) == 202
+            await served.idle()
+            # Two questions queued (no worker yet); the third and the Teams message got the busy reply at once.
+            assert redis_client.xlen(STREAM) == 2 and int(redis_client.get(WAITING)) == 2
+
+            stop = asyncio.Event()
+            worker = asyncio.create_task(answer_worker.work(bot, stop))
+            await poll(lambda: len(fake_slack.calls_to("chat.postMessage")) == 3, what="the queued answers")
+            await poll(lambda: int(redis_client.get(WAITING)) == 0, what="an empty queue")
+            assert await served.slack_event(late, "EvLate") == 200  # room again: queued and answered
+            await poll(lambda: len(fake_slack.calls_to("chat.postMessage")) == 4, what="the late answer")
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+        finally:
+            await served.stop()
+
+    asyncio.run(scenario())
+    posts = {p.args["thread_ts"]: p.args["text"] for p in fake_slack.calls_to("chat.postMessage")}
+    assert posts[questions[2]["ts"]] == BUSY_MESSAGE
+    assert all("25 days" in posts[q["ts"]] for q in questions[:2]) and "250 EUR" in posts[late["ts"]]
+    [busy] = connector.messages()
+    assert busy.text == BUSY_MESSAGE
+    # Busy replies are not turns: three Slack answers recorded, nothing for the Teams message.
+    assert rows(bot.runtime, "SELECT platform, count(*) FROM interactions GROUP BY platform") == [("slack", 3)]

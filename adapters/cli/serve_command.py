@@ -58,7 +58,8 @@ def run_web_worker(settings: Settings) -> None:
 def run_queueing_server(settings: Settings) -> None:
     """A server process that leaves answering to the answer workers (spawned by adapters.supervisor)."""
     logs.configure(settings.log_level, json_format=True)
-    run_server(settings, reuse_port=True, apply_migrations=False, queue=TurnQueue.from_url(settings.redis_url))
+    queue = TurnQueue.from_url(settings.redis_url, max_waiting=settings.max_queued_questions)
+    run_server(settings, reuse_port=True, apply_migrations=False, queue=queue)
 
 
 def run_server(settings: Settings, reuse_port: bool, apply_migrations: bool = True,

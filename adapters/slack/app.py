@@ -33,7 +33,7 @@ from bot.core import PolicyBot
 from bot.interactions import HISTORY_WINDOW
 
 from adapters.slack import render, uploads
-from adapters.turn_queue import TurnQueue
+from adapters.turn_queue import BUSY_MESSAGE, Put, TurnQueue
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,25 @@ class SlackAdapter:
     async def hand_off(self, turn: dict) -> None:
         """Answer a question (the keyword arguments of answer()): in an answer worker when there are some, else
         in this process after the ack."""
-        if self.queue is not None and await self.queue.put(QUESTION_TURN, turn):
+        put = await self.queue.put(QUESTION_TURN, turn) if self.queue is not None else Put.UNAVAILABLE
+        if put is Put.QUEUED:
+            return
+        if put is Put.FULL:
+            self.spawn(self.say_busy(turn), "busy")
             return
         self.spawn(self.answer(**turn), "answer")
+
+    async def say_busy(self, turn: dict) -> None:
+        """The answer workers have more questions waiting than they can take: say so now rather than let
+        everyone's wait grow. Not a recorded turn (nothing to rate)."""
+        if turn.get("only_if_engaged") and not await asyncio.to_thread(
+                _is_engaged, self.bot.runtime.redis, turn["channel"], turn["thread_ts"]):
+            return
+        if turn.get("event_id") and not await asyncio.to_thread(dedupe.claim, self.bot.runtime.redis, PLATFORM,
+                                                                turn["event_id"]):
+            return
+        busy = render.Message(None, render.escape(BUSY_MESSAGE))  # plain text, no blocks
+        await self.post(turn["channel"], turn["thread_ts"], busy, turn["user"])
 
     async def answer(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
                      only_if_engaged: bool = False) -> None:

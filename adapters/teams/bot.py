@@ -21,9 +21,10 @@ from typing import Any, Awaitable, Callable
 
 from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
-from botbuilder.schema import Activity, ChannelAccount
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
 from adapters.teams import render, uploads
+from adapters.turn_queue import BUSY_MESSAGE
 from bot import dedupe
 from bot.contract import Answer
 from bot.core import PolicyBot
@@ -89,6 +90,15 @@ class PolicyTeamsBot(TeamsActivityHandler):
             await self._say(turn_context, f"`{command}` works in a personal chat with me.")
             return
         await self._answer(turn_context, text, user_id)
+
+    async def say_busy(self, turn_context: TurnContext) -> None:
+        """Turn logic for a message the answer workers have no room for (adapters.turn_queue): say so now rather
+        than let everyone's wait grow. Not a recorded turn (nothing to rate)."""
+        activity = turn_context.activity
+        if activity.type != ActivityTypes.message or not await self._claim(activity):
+            return
+        if scope(activity) == "personal" or mentions_bot(activity):
+            await self._say(turn_context, BUSY_MESSAGE)
 
     async def _command(self, turn_context: TurnContext, user_id: str, command: str, argument: str) -> bool:
         """Run a personal-chat command; False when the text is really a question ("remove a dependent?")."""

@@ -41,7 +41,7 @@ from adapters.server import QUEUE_KEY, run_blocking
 from adapters.teams.bot import PolicyTeamsBot
 from adapters.teams.clients import ReusedClients, ReusingAuthentication
 from adapters.teams.render import text_activity
-from adapters.turn_queue import TurnQueue
+from adapters.turn_queue import Put, TurnQueue
 from bot.config import Settings
 from bot.core import PolicyBot
 
@@ -133,16 +133,19 @@ class TeamsEndpoint:
                 return _error(500, "the bot failed")
             return invoke_http_response(response)
 
-        if self.queue is not None and await self.queue.put(ACTIVITY_TURN, queued_turn(auth_result, body)):
+        put = (await self.queue.put(ACTIVITY_TURN, queued_turn(auth_result, body)) if self.queue is not None
+               else Put.UNAVAILABLE)
+        if put is Put.QUEUED:
             return web.Response(status=202)
-        task = asyncio.create_task(self._turn(auth_result, activity))
+        logic = self.bot.say_busy if put is Put.FULL else self.bot.on_turn
+        task = asyncio.create_task(self._turn(auth_result, activity, logic))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
         return web.Response(status=202)
 
-    async def _turn(self, auth_result: AuthenticateRequestResult, activity: Activity) -> None:
+    async def _turn(self, auth_result: AuthenticateRequestResult, activity: Activity, logic=None) -> None:
         try:
-            await self.adapter.process_activity(auth_result, activity, self.bot.on_turn)
+            await self.adapter.process_activity(auth_result, activity, logic or self.bot.on_turn)
         except Exception:
             log.exception("Teams %s activity %s failed", activity.type, activity.id)
 

@@ -51,6 +51,41 @@ class AnswerCache:
         except redis.RedisError as err:
             self._log_down(err)
 
+    # Single flight: when many people ask the same question at once (after an announcement, or right after a
+    # policy change emptied the cache) one of them computes the answer and the others wait for it in the cache,
+    # instead of each running retrieval and an LLM call.
+
+    def claim(self, key: str, ttl_s: float) -> bool:
+        """True when the caller should compute the answer for `key` (nobody else is); with Redis down, True."""
+        try:
+            return bool(self.client.set(key + ":computing", 1, nx=True, px=int(ttl_s * 1000)))
+        except redis.RedisError as err:
+            self._log_down(err)
+            return True
+
+    def release(self, key: str) -> None:
+        try:
+            self.client.delete(key + ":computing")
+        except redis.RedisError as err:
+            self._log_down(err)
+
+    def wait(self, key: str, timeout_s: float, poll_s: float = 0.05) -> dict | None:
+        """The answer someone else is computing, once it is cached; None when it isn't cached by the time their
+        claim ends (an answer that is never cached, a failure) or `timeout_s` passes."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(poll_s)
+            try:
+                raw, computing = self.client.pipeline(transaction=False).get(key).exists(key + ":computing").execute()
+            except redis.RedisError as err:
+                self._log_down(err)
+                return None
+            if raw:
+                return json.loads(raw)
+            if not computing:
+                return None
+        return None
+
     def _log_down(self, err: Exception) -> None:
         now = time.monotonic()
         if now - self._last_error_log > _LOG_EVERY_S:  # once per period, not once per question

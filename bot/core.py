@@ -118,6 +118,9 @@ class PolicyBot:
         key = cache_key(standalone, corpus_version, model, f"{PROMPT_VERSION}/{EXTRACTIVE_VERSION}")
         hit = self.cache.get(key)
         metrics.observe_cache(hit is not None)
+        claimed = hit is None and self.cache.claim(key, self._longest_answer_s())
+        if hit is None and not claimed:  # the same question is being answered right now: wait for that answer
+            hit = self.cache.wait(key, self._longest_answer_s())
         timings["cache"] = _ms(t)
         if hit:
             timings["total"] = _ms(started)
@@ -125,7 +128,20 @@ class PolicyBot:
             answer = replace(answer, notice=notice)
             return self._record(answer, platform, user_id, conversation_id, question, standalone, [], corpus_version,
                                 started=started)
+        try:
+            return self._answer_uncached(question, standalone, user_id, platform, conversation_id, model, key,
+                                         corpus_version, notice, timings, started)
+        finally:
+            if claimed:
+                self.cache.release(key)
 
+    def _longest_answer_s(self) -> float:
+        """How long one answer can take: every LLM attempt timing out, plus retrieval."""
+        return self.settings.llm_timeout_s * (self.settings.llm_max_retries + 1) + 5.0
+
+    def _answer_uncached(self, question: str, standalone: str, user_id: str, platform: str,
+                         conversation_id: str | None, model: str, key: str, corpus_version: int,
+                         notice: str | None, timings: dict[str, float], started: float) -> Answer:
         t = time.perf_counter()
         query_vector = self.runtime.embedder.embed_query(standalone)
         timings["embed"] = _ms(t)

@@ -1,5 +1,8 @@
 """The answer core end to end: real PostgreSQL + pgvector, real Redis, real openai client against a local server."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import redis
 from sqlalchemy import text
 
@@ -202,6 +205,32 @@ def test_promoted_model_changes_the_cache_key(llm_policybot, fake_openai, tmp_pa
     after = llm_policybot.answer("How many vacation days do I get?", "U1")
     assert first.model == "base-model" and after.model == "ft:brand-1" and not after.cached
     assert fake_openai.chat_requests()[-1]["model"] == "ft:brand-1"
+
+
+def test_the_same_question_asked_at_once_is_generated_once(llm_policybot, fake_openai, tmp_path):
+    _load(llm_policybot.runtime, tmp_path, ("leave.md", LEAVE))
+    fake_openai.delay_s = 0.6
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda user: llm_policybot.answer("How many vacation days do I get?", user),
+                                ["U1", "U2", "U3", "U4"]))
+    # One LLM call; the other three askers waited for its answer in the cache.
+    assert len(fake_openai.chat_requests()) == 1
+    assert sorted(a.cached for a in answers) == [False, True, True, True]
+    assert len({a.text for a in answers}) == 1 and all(a.kind == "llm" for a in answers)
+    assert len({a.interaction_id for a in answers}) == 4  # each asker's turn is its own, for feedback
+
+
+def test_a_waiting_asker_answers_itself_when_the_first_answer_is_not_cached(llm_policybot, fake_openai,
+                                                                           tmp_path):
+    _load(llm_policybot.runtime, tmp_path, ("leave.md", LEAVE))
+    fake_openai.delay_s = 0.4
+    fake_openai.queue(*[Scripted(status=500)] * 2)  # the first asker's attempts fail: an uncached fallback
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(llm_policybot.answer, "How many vacation days do I get?", "U1")
+        time.sleep(0.2)
+        second = pool.submit(llm_policybot.answer, "How many vacation days do I get?", "U2")
+        kinds = sorted((first.result().kind, second.result().kind))
+    assert kinds == ["fallback", "llm"]  # the second did not stop at the first's missing answer
 
 
 def _failing_inserts(runtime, count):

@@ -13,9 +13,9 @@ the stream. The web processes therefore keep answering Slack within its 3 s even
 - Redis down: put() returns False and the web process answers the turn itself, as without workers. Turns
   waiting in the stream survive a Redis restart only if Redis persists its data (appendonly yes, as in
   docker-compose.yml); the workers recreate the consumer group if it is gone.
-- Bounded: a counter (WAITING) counts the turns queued and not yet finished. Above `max_waiting` put() says
-  FULL and the web process tells the asker to try again in a minute instead of letting the backlog, and every
-  asker's wait, grow without bound.
+- Bounded: when the oldest turn no worker has taken yet has waited more than `max_wait_s`, put() says FULL
+  and the web process tells the asker to try again in a minute, instead of letting the backlog, and every
+  asker's wait, grow without bound. (Checked every CHECK_EVERY_S per process, from the stream itself.)
 - The stream is capped (MAX_LEN, approximate) so acknowledged turns don't accumulate.
 """
 
@@ -36,12 +36,11 @@ import redis.asyncio as aioredis
 log = logging.getLogger(__name__)
 
 STREAM = "policybot:turns"
-WAITING = "policybot:turns:waiting"  # turns queued and not finished yet
 GROUP = "answer-workers"
 MAX_LEN = 100_000
 RECLAIM_IDLE_MS = 60_000
 BATCH = 32
-FULL_RECHECK_S = 0.5
+CHECK_EVERY_S = 0.5
 BUSY_MESSAGE = ("I'm getting a lot of questions right now and couldn't look into this one. "
                 "Please ask me again in a minute.")  # while full, how often put() looks at the counter again
 
@@ -57,31 +56,30 @@ class Put(Enum):
 class TurnQueue:
     """The web processes' side: put a turn on the stream."""
 
-    def __init__(self, client: aioredis.Redis, max_waiting: int = 1000) -> None:
+    def __init__(self, client: aioredis.Redis, max_wait_s: float = 30.0) -> None:
         self.client = client
-        self.max_waiting = max_waiting
-        self._full_until = 0.0  # monotonic time until which the queue is taken to be full
+        self.max_wait_s = max_wait_s
+        self._checked_at = float("-inf")
+        self._full = False
 
     @classmethod
-    def from_url(cls, url: str, max_waiting: int = 1000) -> "TurnQueue":
-        return cls(aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5), max_waiting)
+    def from_url(cls, url: str, max_wait_s: float = 30.0) -> "TurnQueue":
+        return cls(aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5), max_wait_s)
 
     async def put(self, kind: str, payload: dict) -> Put:
         try:
-            if self._full_until:
-                if time.monotonic() < self._full_until:
-                    return Put.FULL
-                if await waiting_now(self.client, self.max_waiting) >= self.max_waiting:
-                    self._full_until = time.monotonic() + FULL_RECHECK_S
-                    return Put.FULL
-                self._full_until = 0.0
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.xadd(STREAM, {"kind": kind, "payload": json.dumps(payload)}, maxlen=MAX_LEN, approximate=True)
-                pipe.incr(WAITING)
-                _, waiting = await pipe.execute()
-            if waiting >= self.max_waiting:  # this one is in; the next ones wait for room
-                log.warning("%d turns waiting for the answer workers: asking people to try again later", waiting)
-                self._full_until = time.monotonic() + FULL_RECHECK_S
+            now = time.monotonic()
+            if now - self._checked_at >= CHECK_EVERY_S:  # a few Redis calls per process and interval, not per turn
+                self._checked_at = now
+                waited = await oldest_wait_s(self.client)
+                if (waited > self.max_wait_s) != self._full:
+                    log.warning("the oldest queued question has waited %.1f s: %s", waited,
+                                "asking people to try again later" if not self._full else "taking questions again")
+                self._full = waited > self.max_wait_s
+            if self._full:
+                return Put.FULL
+            await self.client.xadd(STREAM, {"kind": kind, "payload": json.dumps(payload)}, maxlen=MAX_LEN,
+                                   approximate=True)
             return Put.QUEUED
         except (redis.RedisError, OSError) as err:
             log.warning("turn queue unavailable (%s); answering in the web process", err)
@@ -91,23 +89,21 @@ class TurnQueue:
         await self.client.aclose()
 
 
-async def waiting_now(client: aioredis.Redis, limit: int) -> int:
-    """Turns taken and not finished plus turns not taken yet (counted up to `limit`), read from the stream
-    itself; the WAITING counter is reset to it, so a counter that drifted (a worker lost between its answer
-    and its XACK) cannot keep the queue "full"."""
+async def oldest_wait_s(client: aioredis.Redis) -> float:
+    """How long the oldest turn that no worker has taken yet has been waiting; 0 when there is none. A stream
+    entry's id is the Redis server's clock in milliseconds when it was added."""
     try:
         groups = {_text(g["name"]): g for g in await client.xinfo_groups(STREAM)}
     except redis.ResponseError:  # no stream yet
-        groups = {}
+        return 0.0
     group = groups.get(GROUP)
-    if group is None:  # no worker has started yet: everything in the stream waits
-        waiting = await client.xlen(STREAM)
-    else:
-        last = _text(group["last-delivered-id"])
-        undelivered = await client.xrange(STREAM, min=f"({last}", max="+", count=limit)
-        waiting = int(group["pending"]) + len(undelivered)
-    await client.set(WAITING, waiting)
-    return waiting
+    low = f"({_text(group['last-delivered-id'])}" if group is not None else "-"  # no group: no worker started yet
+    oldest = await client.xrange(STREAM, min=low, max="+", count=1)
+    if not oldest:
+        return 0.0
+    seconds, micros = await client.time()
+    added_ms = int(_text(oldest[0][0]).split("-", 1)[0])
+    return max(0.0, (seconds * 1000 + micros / 1000 - added_ms) / 1000)
 
 
 async def ensure_group(client: aioredis.Redis) -> None:
@@ -145,10 +141,7 @@ async def consume(client: aioredis.Redis, handlers: dict[str, Handler], stop: as
         finally:
             slots.release()
             try:
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.xack(STREAM, GROUP, entry_id)
-                    pipe.decr(WAITING)
-                    await pipe.execute()
+                await client.xack(STREAM, GROUP, entry_id)
             except redis.RedisError as err:  # left pending: reclaimed later, and dedupe stops a second answer
                 log.warning("could not acknowledge queued turn %s: %s", entry_id, err)
 

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     port: int = Field(3978, validation_alias=_env("PORT", "POLICYBOT_PORT"))
     workers: int = Field(1, validation_alias=_env("POLICYBOT_WORKERS"))
     answer_workers: int = Field(0, validation_alias=_env("POLICYBOT_ANSWER_WORKERS"))
-    max_queued_questions: int = Field(1000, validation_alias=_env("POLICYBOT_MAX_QUEUED"))
+    max_queue_wait_s: float = Field(30.0, validation_alias=_env("POLICYBOT_MAX_QUEUE_WAIT"))
     log_level: str = Field("INFO", validation_alias=_env("POLICYBOT_LOG_LEVEL"))
     log_message_text: bool = Field(False, validation_alias=_env("POLICYBOT_LOG_MESSAGE_TEXT"))
 

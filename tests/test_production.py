@@ -26,7 +26,7 @@ from sqlalchemy import text
 from adapters import answer_worker
 from adapters.server import build_app
 from adapters.slack.app import QUESTION_TURN
-from adapters.turn_queue import BUSY_MESSAGE, GROUP, STREAM, WAITING, TurnQueue, ensure_group
+from adapters.turn_queue import BUSY_MESSAGE, GROUP, STREAM, TurnQueue, ensure_group
 from adapters.slack.http import SLACK_KEY
 from adapters.teams.http import TEAMS_KEY
 from bot.core import PolicyBot
@@ -394,27 +394,29 @@ def test_without_a_reachable_queue_the_server_answers_itself(policybot, fake_sla
 
 def test_a_full_queue_tells_new_askers_to_come_back_and_takes_questions_again_once_drained(
         policybot, fake_slack, connector, tmp_path, settings, redis_client, monkeypatch):
-    monkeypatch.setattr("adapters.turn_queue.FULL_RECHECK_S", 0.0)
+    monkeypatch.setattr("adapters.turn_queue.CHECK_EVERY_S", 0.0)
     bot = with_slack(policybot, fake_slack)
     load_documents(bot.runtime, tmp_path)
     questions = [app_mention("How many vacation days do I get?", user=f"U{i}", channel="C1") for i in range(3)]
     late = app_mention("Can I expense a coworking desk?", user="U9", channel="C1")
 
     async def scenario() -> None:
-        served = await Served(bot, TurnQueue.from_url(settings.redis_url, max_waiting=2)).start()
+        served = await Served(bot, TurnQueue.from_url(settings.redis_url, max_wait_s=0.5)).start()
         try:
-            for i, event in enumerate(questions):
+            for i, event in enumerate(questions[:2]):
                 assert await served.slack_event(event, f"EvFull{i}") == 200
+            await asyncio.sleep(0.8)  # no worker yet: the oldest question has now waited too long
+            assert await served.slack_event(questions[2], "EvFull2") == 200
             assert await served.teams(teams_message(connector, "Can I expense a coworking desk?", "a:1full",
                                                     "aad-2", "act-full")) == 202
             await served.idle()
             # Two questions queued (no worker yet); the third and the Teams message got the busy reply at once.
-            assert redis_client.xlen(STREAM) == 2 and int(redis_client.get(WAITING)) == 2
+            assert redis_client.xlen(STREAM) == 2
 
             stop = asyncio.Event()
             worker = asyncio.create_task(answer_worker.work(bot, stop))
             await poll(lambda: len(fake_slack.calls_to("chat.postMessage")) == 3, what="the queued answers")
-            await poll(lambda: int(redis_client.get(WAITING)) == 0, what="an empty queue")
+            await poll(lambda: redis_client.xpending(STREAM, GROUP)["pending"] == 0, what="an empty queue")
             assert await served.slack_event(late, "EvLate") == 200  # room again: queued and answered
             await poll(lambda: len(fake_slack.calls_to("chat.postMessage")) == 4, what="the late answer")
             stop.set()

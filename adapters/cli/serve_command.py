@@ -58,7 +58,7 @@ def run_web_worker(settings: Settings) -> None:
 def run_queueing_server(settings: Settings) -> None:
     """A server process that leaves answering to the answer workers (spawned by adapters.supervisor)."""
     logs.configure(settings.log_level, json_format=True)
-    queue = TurnQueue.from_url(settings.redis_url, max_waiting=settings.max_queued_questions)
+    queue = TurnQueue.from_url(settings.redis_url, max_wait_s=settings.max_queue_wait_s)
     run_server(settings, reuse_port=True, apply_migrations=False, queue=queue)
 
 

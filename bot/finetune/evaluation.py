@@ -57,6 +57,12 @@ class _NoCache:
     def put(self, key, value):
         return None
 
+    def claim(self, key, ttl_s):  # every evaluated answer is computed, never waited for
+        return True
+
+    def release(self, key):
+        return None
+
 
 class _RecordingLLM:
     """Wraps the core's LLM to keep the model's raw reply and the number of sources it was given."""

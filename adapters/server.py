@@ -5,8 +5,9 @@
     /healthz        PostgreSQL, Redis and LLM status; 503 when a required part is down
     /metrics        Prometheus
 
-Answers run on a bounded thread pool because the core is synchronous (SQLAlchemy, redis-py). State lives in
-PostgreSQL and Redis, so any number of these processes can run behind a load balancer.
+Answers run on a bounded thread pool because the core is synchronous (SQLAlchemy, redis-py), or, with a turn
+queue (`serve --answer-workers M`), in answer-worker processes. State lives in PostgreSQL and Redis, so any
+number of these processes can run behind a load balancer.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from adapters.turn_queue import TurnQueue
 from bot import logs, metrics
 from bot.core import PolicyBot
 from bot.health import HealthChecker, summary
-from adapters.turn_queue import TurnQueue
 
 log = logging.getLogger(__name__)
 

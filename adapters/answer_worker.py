@@ -14,12 +14,12 @@ import functools
 import logging
 import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
-import aiohttp
 import redis.asyncio as aioredis
 
+from adapters.server import answer_pool
 from adapters.slack.app import QUESTION_TURN, SlackAdapter
+from adapters.slack.http import use_pooled_session
 from adapters.teams.http import ACTIVITY_TURN, build_endpoint
 from adapters.turn_queue import consume
 from bot import logs
@@ -57,7 +57,7 @@ async def work(bot: PolicyBot, stop: asyncio.Event | None = None) -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    executor = ThreadPoolExecutor(max_workers=max(8, settings.llm_concurrency + 4), thread_name_prefix="answer")
+    executor = answer_pool(settings)
 
     async def run_blocking(function, *args, **kwargs):
         return await loop.run_in_executor(executor, functools.partial(function, *args, **kwargs))
@@ -66,7 +66,7 @@ async def work(bot: PolicyBot, stop: asyncio.Event | None = None) -> None:
     slack = None
     if settings.slack_bot_token:
         slack = SlackAdapter(bot, run_blocking, verify_requests=False)
-        slack.client.session = aiohttp.ClientSession()  # one pooled session, as in the web process
+        use_pooled_session(slack)
         handlers[QUESTION_TURN] = lambda turn: slack.answer(**turn)
     teams = build_endpoint(bot, run_blocking)
     handlers[ACTIVITY_TURN] = teams.run_queued

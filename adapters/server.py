@@ -86,8 +86,7 @@ def build_app(bot: PolicyBot, queue: TurnQueue | None = None) -> web.Application
 
         app.on_cleanup.append(close_queue)
     app[HEALTH_KEY] = HealthChecker(bot.runtime)
-    app[EXECUTOR_KEY] = ThreadPoolExecutor(max_workers=max(8, bot.settings.llm_concurrency + 4),
-                                           thread_name_prefix="answer")
+    app[EXECUTOR_KEY] = answer_pool(bot.settings)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     for module in ("adapters.slack.http", "adapters.teams.http"):
@@ -105,6 +104,11 @@ def build_app(bot: PolicyBot, queue: TurnQueue | None = None) -> web.Application
 
     app.on_cleanup.append(close_executor)
     return app
+
+
+def answer_pool(settings) -> ThreadPoolExecutor:
+    """Threads for the synchronous core: room for every allowed LLM call plus a few quick calls beside them."""
+    return ThreadPoolExecutor(max_workers=max(8, settings.llm_concurrency + 4), thread_name_prefix="answer")
 
 
 async def run_blocking(app: web.Application, function, *args, **kwargs):

@@ -159,29 +159,31 @@ class SlackAdapter:
         if put is Put.QUEUED:
             return
         if put is Put.FULL:
-            self.spawn(self.say_busy(turn), "busy")
+            self.spawn(self.say_busy(**turn), "busy")
             return
         self.spawn(self.answer(**turn), "answer")
 
-    async def say_busy(self, turn: dict) -> None:
+    async def say_busy(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
+                       only_if_engaged: bool = False) -> None:
         """The answer workers have more questions waiting than they can take: say so now rather than let
         everyone's wait grow. Not a recorded turn (nothing to rate)."""
-        if turn.get("only_if_engaged") and not await asyncio.to_thread(
-                _is_engaged, self.bot.runtime.redis, turn["channel"], turn["thread_ts"]):
-            return
-        if turn.get("event_id") and not await asyncio.to_thread(dedupe.claim, self.bot.runtime.redis, PLATFORM,
-                                                                turn["event_id"]):
-            return
-        busy = render.Message(None, render.escape(BUSY_MESSAGE))  # plain text, no blocks
-        await self.post(turn["channel"], turn["thread_ts"], busy, turn["user"])
+        if await self._take(event_id, channel, thread_ts, only_if_engaged):
+            busy = render.Message(None, render.escape(BUSY_MESSAGE))  # plain text, no blocks
+            await self.post(channel, thread_ts, busy, user)
+
+    async def _take(self, event_id: str | None, channel: str, thread_ts: str, only_if_engaged: bool) -> bool:
+        """Whether this process replies to the question: it is for the bot, and no one has taken it yet."""
+        redis_client = self.bot.runtime.redis
+        if only_if_engaged and not await asyncio.to_thread(_is_engaged, redis_client, channel, thread_ts):
+            return False
+        if event_id and not await asyncio.to_thread(dedupe.claim, redis_client, PLATFORM, event_id):
+            log.info("Slack event %s was already handled; not answering it again", event_id)
+            return False
+        return True
 
     async def answer(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
                      only_if_engaged: bool = False) -> None:
-        redis_client = self.bot.runtime.redis
-        if only_if_engaged and not await asyncio.to_thread(_is_engaged, redis_client, channel, thread_ts):
-            return
-        if event_id and not await asyncio.to_thread(dedupe.claim, redis_client, PLATFORM, event_id):
-            log.info("Slack event %s was already handled; not answering it again", event_id)
+        if not await self._take(event_id, channel, thread_ts, only_if_engaged):
             return
         work = asyncio.ensure_future(
             self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}"))
@@ -200,7 +202,7 @@ class SlackAdapter:
         except Exception:  # the answer is out; only the message ↔ interaction link is missing
             log.exception("could not remember the Slack message of interaction %s", answer.interaction_id)
         if where == channel:
-            await asyncio.to_thread(_mark_engaged, redis_client, channel, thread_ts)
+            await asyncio.to_thread(_mark_engaged, self.bot.runtime.redis, channel, thread_ts)
 
     async def set_status(self, channel: str, thread_ts: str, status: str) -> bool:
         """The thread's "is typing" style status, where Slack offers it (agent threads); quietly skipped elsewhere."""

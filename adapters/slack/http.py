@@ -70,9 +70,13 @@ async def start_socket_mode(adapter: SlackAdapter, app_token: str):
     return handler
 
 
+def use_pooled_session(adapter: SlackAdapter) -> None:
+    """One pooled session for every Web API call; by default slack_sdk opens and closes one per call."""
+    adapter.client.session = aiohttp.ClientSession()
+
+
 async def _open_http_session(app: web.Application) -> None:
-    # One pooled session for every Web API call; by default slack_sdk opens and closes one per call.
-    app[SLACK_KEY].client.session = aiohttp.ClientSession()
+    use_pooled_session(app[SLACK_KEY])
 
 
 async def _close_http_session(app: web.Application) -> None:

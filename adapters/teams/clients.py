@@ -32,7 +32,7 @@ class ReusedClients:
         self.connectors: OrderedDict[tuple, ConnectorClient] = OrderedDict()
         self.token_clients: OrderedDict[str, UserTokenClient] = OrderedDict()
 
-    def _keep(self, cache: OrderedDict, key, client) -> None:
+    def keep(self, cache: OrderedDict, key, client) -> None:
         cache[key] = client
         cache.move_to_end(key)
         while len(cache) > self.max_clients:
@@ -56,7 +56,7 @@ class _ReusingFactory(ConnectorFactory):
         client = self.clients.connectors.get(key)
         if client is None:
             client = await self.inner.create(service_url, audience)
-        self.clients._keep(self.clients.connectors, key, client)
+        self.clients.keep(self.clients.connectors, key, client)
         return client
 
 
@@ -83,7 +83,7 @@ class ReusingAuthentication(BotFrameworkAuthentication):
         client = self.clients.token_clients.get(key)
         if client is None:
             client = await self.inner.create_user_token_client(claims_identity)
-        self.clients._keep(self.clients.token_clients, key, client)
+        self.clients.keep(self.clients.token_clients, key, client)
         return client
 
     def create_bot_framework_client(self):

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch is pinned so pip takes the CPU build on disk instead of several GB of CUDA wheels.
 TORCH  ?= torch==2.13.0
 
-.PHONY: run test install install-train lint clean
+.PHONY: run ask test install install-train lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ install-train: $(VENV)/.installed-train
 
 run: install
 	$(BIN)/policybot chat
+
+# One question without activating the venv: make ask Q="How many vacation days do I get?"
+ask: install
+	@test -n "$(Q)" || { echo 'usage: make ask Q="How many vacation days do I get?"' >&2; exit 2; }
+	@$(BIN)/policybot ask "$(Q)"
 
 test: install-train
 	$(BIN)/python -m pytest -q

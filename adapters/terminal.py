@@ -26,30 +26,59 @@ def render(answer: Answer) -> str:
     return "\n".join(lines)
 
 
+QUIT = frozenset({"quit", "exit"})
+UP = frozenset({"y", "yes", "+", "👍"})
+DOWN = frozenset({"n", "no", "-", "👎"})
+HELP = ("policybot — ask about our HR policies.\n"
+        "After each answer type y (helpful) or n (not helpful), Enter to skip, or simply your next question.\n"
+        "quit, exit or Ctrl-D ends the chat.\n")
+RATE_PROMPT = "helpful? y / n, Enter to skip, or your next question> "
+
+
 def chat(bot: PolicyBot, read: Callable[[str], str] = input, out: TextIO = sys.stdout) -> int:
-    """A conversation in the terminal: answer, show sources, ask for 👍/👎 and record it."""
+    """A conversation in the terminal: answer, show sources, ask for a rating (y/n) and record it.
+
+    Whatever is typed at the rating prompt that is not a rating is the next question: people often just keep
+    asking, and dropping that question silently would look like the bot ignored them."""
     user = getpass.getuser()
     conversation = f"terminal-{uuid.uuid4().hex[:8]}"
-    print("policybot — ask about our HR policies. Empty line or Ctrl-D to quit.\n", file=out)
+    print(HELP, file=out)
+    question: str | None = None  # a question typed at the rating prompt, answered next
     while True:
-        try:
-            question = read("you> ").strip()
-        except EOFError:
-            print(file=out)
-            return 0
-        if not question or question.lower() in ("quit", "exit", ":q"):
+        if question is None:
+            question = _read(read, "you> ", out)
+            if question is None:
+                return 0
+        if not question:  # a stray Enter asks nothing and ends nothing
+            question = None
+            continue
+        if question.lower() in QUIT:
             return 0
         answer = bot.answer(question, user, PLATFORM, conversation)
+        question = None
         print("\n" + render(answer) + "\n", file=out)
-        if answer.kind in ("smalltalk", "error"):
+        if not answer.rateable:
             continue
-        try:
-            vote = read("helpful? [y]es / [n]o / Enter to skip> ").strip().lower()
-        except EOFError:
+        reply = _read(read, RATE_PROMPT, out)
+        if reply is None:
             return 0
-        if vote in ("y", "yes", "+", "👍"):
+        vote = reply.lower()
+        if vote in UP:
             print(bot.feedback(answer.interaction_id, user, PLATFORM, 1).message + "\n", file=out)
-        elif vote in ("n", "no", "-", "👎"):
-            correction = read("what should it have said? (optional)> ").strip()
-            print(bot.feedback(answer.interaction_id, user, PLATFORM, -1, correction=correction or None).message + "\n",
-                  file=out)
+        elif vote in DOWN:
+            correction = _read(read, "what should it have said? (optional)> ", out)
+            result = bot.feedback(answer.interaction_id, user, PLATFORM, -1, correction=correction or None)
+            print(result.message + "\n", file=out)
+            if correction is None:  # Ctrl-D: the vote is kept, then the chat ends
+                return 0
+        elif vote:
+            question = reply  # not a rating: the next question (quit/exit are handled there too)
+
+
+def _read(read: Callable[[str], str], prompt: str, out: TextIO) -> str | None:
+    """One line, stripped; None at Ctrl-D or Ctrl-C, which end the chat."""
+    try:
+        return read(prompt).strip()
+    except (EOFError, KeyboardInterrupt):
+        print(file=out)
+        return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import sys
 from importlib import resources
 from pathlib import Path
@@ -49,12 +48,10 @@ def ask(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(answer.as_json(), indent=2, ensure_ascii=False))
     else:
         print(terminal.render(answer))
-    return 0
+    return 1 if answer.kind == "error" else 0  # the apology is shown, but a script should know it failed
 
 
 def chat(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.verbose:  # keep the conversation readable: only problems are logged
-        logging.getLogger().setLevel(logging.WARNING)
     runtime = build_runtime(settings)
     if not args.no_sample:
         load_sample_if_empty(runtime)

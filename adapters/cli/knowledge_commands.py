@@ -97,11 +97,9 @@ def ingest(settings: Settings, args: argparse.Namespace) -> int:
             print(f"[{number}/{len(files)}] {source}: ERROR {err}", file=sys.stderr)
             results.append({"source": source, "status": "error", "error": str(err)})
             continue
-        print(
-            f"[{number}/{len(files)}] {source}: {result.status} \"{result.title}\" v{result.version}, "
-            f"{result.chunks} chunks",
-            file=sys.stderr,
-        )
+        if not args.json:  # the result goes to stdout; with --json the JSON below is the whole of it
+            print(f"[{number}/{len(files)}] {source}: {result.status} \"{result.title}\" v{result.version}, "
+                  f"{result.chunks} chunks", flush=True)
         results.append({**result.__dict__})
     if args.json:
         print(json.dumps({"results": results}, indent=2))
@@ -163,11 +161,16 @@ def reindex_command(settings: Settings, args: argparse.Namespace) -> int:
     migrate.upgrade(engine)
     embedder = make_embedder(settings)
 
+    live = sys.stderr.isatty()  # a progress counter helps a person watching, not a log or a pipe
+
     def progress(done: int, total: int) -> None:
-        print(f"\rre-embedded {done}/{total} chunks", end="", file=sys.stderr, flush=True)
+        if live:
+            print(f"\rre-embedded {done}/{total} chunks", end="", file=sys.stderr, flush=True)
 
     count = reindex(make_sessionmaker(engine), embedder, progress)
-    print(f"\nreindexed {count} chunks with {embedder.name} ({embedder.dim} dimensions)", file=sys.stderr)
+    if live:
+        print(file=sys.stderr)
+    print(f"reindexed {count} chunks with {embedder.name} ({embedder.dim} dimensions)")
     return 0
 
 

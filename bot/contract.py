@@ -27,13 +27,14 @@ class Answer:
     interaction_id: str
     text: str  # with inline [n] markers that refer to `sources`
     sources: list[Source]
-    grounded: bool  # every claim backed by at least one valid citation (or a refusal that needs none)
+    grounded: bool  # every claim backed by at least one valid citation; refusals and errors are not grounded
     cached: bool
     model: str
     kind: str  # llm | extractive | fallback (LLM failed, extractive used) | refusal | smalltalk | limited
     timings_ms: dict[str, float] = field(default_factory=dict)
     notice: str | None = None  # e.g. "Your question was cut to 2,000 characters."
     question: str = ""  # the question as answered (after cutting and follow-up rewriting)
+    rewritten_question: str | None = None  # set when a follow-up was read with the earlier turns; shown to the user
     recorded: bool = True  # False when the turn could not be stored: a vote on it would have nothing to attach to
 
     @property
@@ -55,6 +56,7 @@ class Answer:
             "cached": self.cached,
             "model": self.model,
             "kind": self.kind,
+            "rewritten_question": self.rewritten_question,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             **({"notice": self.notice} if self.notice else {}),
         }
@@ -64,6 +66,9 @@ class Answer:
         data.pop("interaction_id")
         data.pop("timings_ms")
         data.pop("recorded")
+        # Who asked, and how, belongs to this turn: another asker may reach the same key with other words.
+        data.pop("notice")
+        data.pop("rewritten_question")
         return data
 
     @classmethod

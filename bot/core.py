@@ -110,6 +110,9 @@ class PolicyBot:
         llm_model = self.settings.chat_model
         standalone = followup.rewrite(history, question, self.runtime.openai if self.llm else None, llm_model)
         timings["rewrite"] = _ms(t)
+        rewritten = standalone if standalone != question else None
+        if rewritten:  # the user sees how their message was read, so a wrong merge is visible and can be retried
+            notice = " ".join(filter(None, (notice, f"Reading this as: “{rewritten}”")))
 
         t = time.perf_counter()
         with self.runtime.sessions() as session:
@@ -125,7 +128,7 @@ class PolicyBot:
         if hit:
             timings["total"] = _ms(started)
             answer = Answer.from_cache(hit, str(uuid.uuid4()), timings)
-            answer = replace(answer, notice=notice)
+            answer = replace(answer, notice=notice, rewritten_question=rewritten)
             return self._record(answer, platform, user_id, conversation_id, question, standalone, [], corpus_version,
                                 started=started)
         try:
@@ -159,7 +162,7 @@ class PolicyBot:
             focus = question if standalone != question else None
             answer, usage = self._generate(standalone, passages, model, notice, timings, focus)
         timings["total"] = _ms(started)
-        answer = replace(answer, timings_ms=timings)
+        answer = replace(answer, timings_ms=timings, rewritten_question=standalone if standalone != question else None)
         if answer.kind in ("llm", "extractive", "refusal"):  # never cache a fallback: the LLM may be back next time
             self.cache.put(key, answer.to_cache())
         return self._record(answer, platform, user_id, conversation_id, question, standalone, passages,
@@ -168,7 +171,7 @@ class PolicyBot:
     def _refusal(self, question: str, model: str, notice: str | None) -> Answer:
         text = ("I couldn't find that in our policies, so I don't want to guess. "
                 f"Please contact {self.settings.hr_contact} and they'll help you.")
-        return Answer(str(uuid.uuid4()), text, [], True, False, model, "refusal", notice=notice, question=question)
+        return Answer(str(uuid.uuid4()), text, [], False, False, model, "refusal", notice=notice, question=question)
 
     def _generate(self, question: str, passages: list[Passage], model: str, notice: str | None,
                   timings: dict[str, float], focus: str | None = None) -> tuple[Answer, tuple[int | None, int | None]]:
@@ -193,7 +196,7 @@ class PolicyBot:
                 kind = "fallback"
         t = time.perf_counter()
         text = extract_answer(question, [p.text for p in passages], focus=focus,
-                              documents=[p.document_id for p in passages])
+                              documents=[p.document_id for p in passages], sections=[p.section for p in passages])
         timings["extract"] = _ms(t)
         if not text:
             return self._refusal(question, model, notice), usage

@@ -6,22 +6,43 @@ import logging
 import re
 
 from bot.prompt import rewrite_messages
+from bot.textmatch import terms
 
 log = logging.getLogger(__name__)
 
+# A message that opens with a connective continues the previous one ("and for part-timers?").
 _LEADS = re.compile(
     r"^(and|also|but|what about|how about|what if|same for|and if|or|so|then|does (that|it|this)|is (that|it|this)|"
-    r"can (i|they|we) (still|also)|for)\b",
+    r"can (i|they|we) (still|also)|for|plus|even|only|except)\b",
     re.I,
 )
-_REFERS = re.compile(r"\b(it|that|this|those|these|they|them|there|one|ones)\b", re.I)
+# Words that point back at something said before. "there" only when it is not the existential "is there".
+_REFERS = re.compile(r"\b(it|its|that|this|those|these|they|them|their|one|ones|the same)\b", re.I)
+_REFERS_THERE = re.compile(r"(?<!\bis )(?<!\bare )(?<!\bwas )(?<!\bwere )\bthere\b", re.I)
+_MAX_REFERRING_WORDS = 8
+# Predicates that ask about a subject without naming one ("how long?", "is it paid?").
+_NO_SUBJECT = terms("long often soon far old early late paid unpaid allowed ok okay required mandatory possible "
+                    "eligible free true apply applies count counts cover covered work works happen instead")
 
 
 def looks_like_follow_up(question: str) -> bool:
-    words = re.findall(r"\w+", question)
+    """Whether the message needs the earlier turns to be understood.
+
+    A short message that names its own subject ("Is there a company gym?", "Who approves travel?") stands on
+    its own and is never merged: shortness alone says nothing. A follow-up opens with a connective, points back
+    ("is it paid?"), or has no subject at all ("how long?").
+    """
+    text = question.strip()
+    words = re.findall(r"\w+", text)
     if not words:
         return False
-    return bool(_LEADS.match(question.strip())) or len(words) <= 4 or (len(words) <= 8 and bool(_REFERS.search(question)))
+    if _LEADS.match(text):
+        return True
+    subject = terms(_REFERS.sub(" ", text)) - _NO_SUBJECT
+    if not subject:
+        return True
+    points_back = bool(_REFERS.search(text) or _REFERS_THERE.search(text))
+    return points_back and len(words) <= _MAX_REFERRING_WORDS and len(subject) <= 2
 
 
 def heuristic_rewrite(previous_question: str, follow_up: str) -> str:

@@ -367,6 +367,9 @@ def eval_answers(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  correct refusals     {show(m['correct_refusal_rate'])}")
     print(f"  answer-key hits      {show(m['answer_key_hit_rate'])}")
     print(f"  expected document    {show(m['document_hit_rate'])}")
+    stages = m.get("failed_at") or {}
+    print("  failed at            " + ", ".join(f"{stage} {n}" for stage, n in stages.items())
+          + "  (--json: each question's stage)")
     if info is not None:
         print(f"stored on model version #{info.id} ({info.model_id})")
     return 0

@@ -14,6 +14,12 @@ documents do not answer it —, section, answer_key) through the full answer pip
   key phrase (case-insensitive).
 - document_hit_rate: of the answerable questions, the share citing the expected document.
 
+Each question's result also says where it failed (`failed_at`), so a regression can be traced to its stage:
+"retrieval" (the expected section, or document when no section is given, is not among the passages the
+answerer saw), "relevance" (an answerable question refused although retrieval found it, or an unanswerable one
+answered), "extraction" (answered, but without the answer key or without citing the expected document), or
+null when it came out right.
+
 The answer cache is bypassed for evaluation runs (a cached answer would hide the model's reply).
 
 The gate: a candidate is promoted only when none of these metrics is lower than the current model's (the active
@@ -33,7 +39,8 @@ from pathlib import Path
 from bot.citations import MARKER, marker_numbers
 from bot.finetune import registry
 from bot.finetune.registry import ModelInfo, RegistryError
-from knowledge.evaluation import EvalQuestion, load_questions
+from knowledge.evaluation import EvalQuestion, is_expected_section, load_questions
+from knowledge.retrieval import search
 
 GATE_METRICS = ("citation_validity", "grounded_rate", "correct_refusal_rate", "answer_key_hit_rate",
                 "document_hit_rate")
@@ -93,6 +100,8 @@ class QuestionResult:
     refused: bool
     key_hit: bool | None
     document_hit: bool | None
+    retrieved: bool | None = None  # answerable only: the expected section was among the passages retrieved
+    failed_at: str | None = None  # retrieval | relevance | extraction | None (right)
 
     def as_json(self) -> dict:
         return dict(self.__dict__)
@@ -149,14 +158,36 @@ def _ask(bot, recorder: _RecordingLLM | None, q: EvalQuestion, model: str | None
     numbers = _marker_numbers(raw[0]) if not refused else []
     valid = None if not numbers else all(1 <= n <= raw[1] for n in numbers)
     text = answer.text.lower()
+    key_hit = all(k.lower() in text for k in q.answer_key) if q.answerable and q.answer_key else None
+    document_hit = any(_expected_document(s, q.document) for s in answer.sources) if q.answerable else None
+    retrieved = _retrieved(bot, answer.question or q.question, q) if q.answerable else None
     return QuestionResult(
         question=q.question, answerable=q.answerable, kind=answer.kind, model=answer.model, answer=answer.text,
         citations_valid=valid,
         grounded=(answer.kind in ("llm", "extractive") and answer.grounded) if q.answerable else None,
-        refused=refused,
-        key_hit=all(k.lower() in text for k in q.answer_key) if q.answerable and q.answer_key else None,
-        document_hit=any(_expected_document(s, q.document) for s in answer.sources) if q.answerable else None,
+        refused=refused, key_hit=key_hit, document_hit=document_hit, retrieved=retrieved,
+        failed_at=_failed_at(q, refused, retrieved, key_hit, document_hit),
     )
+
+
+def _retrieved(bot, question: str, q: EvalQuestion) -> bool:
+    """Whether the passages the answerer saw (the same search, same k) hold the expected section."""
+    with bot.runtime.sessions() as session:
+        passages = search(session, bot.runtime.embedder, question, k=bot.settings.top_k)
+    return any(is_expected_section(p, q) for p in passages)
+
+
+def _failed_at(q: EvalQuestion, refused: bool, retrieved: bool | None, key_hit: bool | None,
+               document_hit: bool | None) -> str | None:
+    if not q.answerable:
+        return None if refused else "relevance"
+    if not retrieved:
+        return "retrieval"
+    if refused:
+        return "relevance"
+    if key_hit is False or not document_hit:
+        return "extraction"
+    return None
 
 
 def _report(questions: list[EvalQuestion], results: list[QuestionResult], model: str | None) -> EvalReport:
@@ -179,6 +210,8 @@ def _report(questions: list[EvalQuestion], results: list[QuestionResult], model:
         "false_refusals": sum(r.refused for r in answerable),
         "fallbacks": sum(r.kind == "fallback" for r in results),
         "errors": sum(r.kind == "error" for r in results),
+        "failed_at": {stage: sum(r.failed_at == stage for r in results)
+                      for stage in ("retrieval", "relevance", "extraction")},
         "question_set": question_set_hash(questions),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": used_model,

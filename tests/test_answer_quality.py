@@ -1,0 +1,94 @@
+"""Answers on handbook shapes that real handbooks have and our sample hid: follow-ups vs. new topics, refusals'
+contract, extractive answers that lead with the fact asked for and never show a sentence without what it
+leans on. Real PostgreSQL + pgvector, real Redis, the real e5 model."""
+
+from bot.extractive import extract_answer
+from knowledge.ingest import ingest_file
+from tests.helpers import LEAVE, write
+
+PARENTAL = """# Parental Leave
+
+## Birth and adoption
+Every new parent gets 16 weeks of fully paid parental leave, to be taken within the first year.
+Tell your manager at least 8 weeks before the leave starts.
+"""
+
+SICK = """# Sick Leave
+
+## Reporting an absence
+Let your manager know before 10:00 on the first day you are ill.
+Sick days are not deducted from vacation. All of the absences below are paid in full:
+- Doctor and dentist appointments
+- Caring for a sick child, up to 5 days a year
+
+That said, you need a doctor's note from the fourth day of absence.
+"""
+
+
+def _load(runtime, tmp_path, *docs):
+    for name, body in docs:
+        ingest_file(runtime.sessions, runtime.embedder, write(tmp_path / name, body))
+
+
+def test_a_new_short_question_is_not_glued_to_the_previous_one(policybot, runtime, tmp_path):
+    _load(runtime, tmp_path, ("parental.md", PARENTAL), ("leave.md", LEAVE))
+    policybot.answer("How much parental leave do I get?", "U1", "slack", "t-1")
+    new_topic = policybot.answer("How many vacation days do I get?", "U1", "slack", "t-1")
+    assert new_topic.rewritten_question is None and new_topic.notice is None
+    assert new_topic.sources[0].document == "Leave Policy" and "25 days" in new_topic.text
+    short = policybot.answer("Is there a company gym?", "U1", "slack", "t-1")
+    assert short.rewritten_question is None
+    assert "parental" not in short.question.lower()
+
+
+def test_a_real_follow_up_is_rewritten_and_the_user_is_told(policybot, runtime, tmp_path):
+    _load(runtime, tmp_path, ("parental.md", PARENTAL), ("leave.md", LEAVE))
+    policybot.answer("How many vacation days do I get?", "U1", "slack", "t-2")
+    follow = policybot.answer("and for part-timers?", "U1", "slack", "t-2")
+    assert follow.rewritten_question and "vacation" in follow.rewritten_question.lower()
+    assert follow.notice == f"Reading this as: “{follow.rewritten_question}”"
+    assert follow.as_json()["rewritten_question"] == follow.rewritten_question
+    assert "pro-rated" in follow.text
+    # The cache is keyed on the rewritten question; asking it directly must not claim a rewrite.
+    direct = policybot.answer(follow.rewritten_question, "U2", "slack", "t-3")
+    assert direct.cached and direct.rewritten_question is None and direct.notice is None
+
+
+def test_refusals_are_not_grounded(policybot, runtime, tmp_path):
+    _load(runtime, tmp_path, ("leave.md", LEAVE))
+    answer = policybot.answer("What is the capital of Australia?", "U1")
+    assert answer.kind == "refusal" and answer.grounded is False and not answer.sources
+    data = answer.as_json()
+    assert data["grounded"] is False and data["kind"] == "refusal" and data["rewritten_question"] is None
+
+
+def test_the_sentence_with_the_fact_asked_for_comes_first(policybot, runtime, tmp_path):
+    _load(runtime, tmp_path, ("sick.md", SICK))
+    answer = policybot.answer("From which day do I need a doctor's note when I'm sick?", "U1")
+    first = answer.text.split("\n")[1]
+    assert "fourth day" in first
+    # "That said," only marks a turn: dropped, so the sentence reads on its own.
+    assert "You need a doctor's note from the fourth day of absence [1]." in first
+
+
+def test_a_sentence_that_introduces_a_list_brings_its_items():
+    passages = [SICK.split("## Reporting an absence\n", 1)[1]]
+    answer = extract_answer("Are dentist appointments paid?", passages, sections=["Sick Leave › Reporting an absence"])
+    lines = answer.split("\n")[1:]
+    assert any("below are paid in full: Doctor and dentist appointments" in line for line in lines)
+    assert not any(line.rstrip(" [1].").endswith(":") for line in lines)
+
+
+def test_a_sentence_leaning_on_a_missing_neighbour_is_not_used_alone():
+    passages = ["This means you may carry up to 5 days into the next year.",
+                "Unused vacation days can be carried over until March 31 of the next year."]
+    answer = extract_answer("Can I carry vacation over to next year?", passages, sections=["Leave › Vacation"] * 2)
+    assert "This means" not in answer and "March 31" in answer
+
+
+def test_extras_from_unrelated_sections_are_left_out():
+    passages = ["Full-time employees receive 25 days of paid vacation per calendar year.",
+                "Employees may expense a coworking desk up to 250 EUR per month. Days of travel count as work."]
+    answer = extract_answer("How many vacation days do I get per year?", passages,
+                            documents=[1, 2], sections=["Leave › Vacation", "Expenses › Coworking"])
+    assert "25 days" in answer and "coworking" not in answer.lower() and "[2]" not in answer

@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from knowledge import document_limits
+
 SUPPORTED_TYPES = {
     ".md": "markdown",
     ".markdown": "markdown",
@@ -79,12 +81,16 @@ def load_bytes(data: bytes, filename: str, max_bytes: int = DEFAULT_MAX_BYTES) -
     if not data.strip():
         raise DocumentError(filename, "is empty; upload a file that contains text")
 
-    parser = {"markdown": _load_markdown, "text": _load_text, "html": _load_html, "pdf": _load_pdf,
-              "docx": _load_docx}[doc_type]
+    parser = {"markdown": _load_markdown, "text": _load_text, "html": _load_html,
+              # Packed formats get the size limit: what they may unpack to is derived from it.
+              "pdf": lambda d, f: _load_pdf(d, f, max_bytes), "docx": lambda d, f: _load_docx(d, f, max_bytes)
+              }[doc_type]
     try:
         title, sections = parser(data, filename)
     except DocumentError:
         raise
+    except document_limits.UnsafeDocument as exc:  # bombs and DTDs: refused before they cost memory
+        raise DocumentError(filename, exc.reason) from exc
     except Exception as exc:  # a parser bug or a library surprise must still read as a clear upload error
         raise DocumentError(filename, f"could not be read as {doc_type}: {_short(exc)}; check the file and try again") from exc
 
@@ -516,6 +522,7 @@ def _load_html(data: bytes, filename: str) -> tuple[str | None, list[Section]]:
             tag.decompose()
     for tag in soup.find_all(list(_HTML_DROP)):
         tag.decompose()
+    _drop_hidden_html(soup)
 
     blocks: list[_Block] = []
 
@@ -598,11 +605,96 @@ def _load_html(data: bytes, filename: str) -> tuple[str | None, list[Section]]:
     return first_h1 or page_title, _build_sections(blocks, skip_heading=h1)
 
 
+def _drop_hidden_html(soup) -> None:
+    """Text a reader cannot see is not policy (and is where injected instructions hide): comments, CDATA,
+    `hidden` / `aria-hidden` elements, and inline styles that hide. display:none and opacity:0 hide a whole
+    subtree; visibility and font-size are inherited and a descendant may set them back, so those are decided
+    for each piece of text from its nearest ancestor that sets them."""
+    from bs4.element import NavigableString, PreformattedString
+
+    for node in soup.find_all(string=lambda s: isinstance(s, PreformattedString)):
+        node.extract()  # comments, CDATA, processing instructions, doctype: never rendered as text
+    for tag in soup.find_all(True):
+        if tag.decomposed:  # inside a subtree already dropped
+            continue
+        style = _css_declarations(tag.get("style"))
+        display = style.get("display")
+        hidden = ("hidden" in tag.attrs and display in (None, "none")  # author CSS may display a hidden element
+                  or str(tag.get("aria-hidden", "")).strip().lower() == "true"
+                  or display == "none" or _css_zero(style.get("opacity", "1")))
+        if hidden:
+            tag.decompose()
+
+    inherited: dict[int, tuple[str | None, str | None]] = {}  # id(tag) -> (visibility, font size) it sets
+
+    def invisible(text: NavigableString) -> bool:
+        visibility = size = None
+        for parent in text.parents:
+            if parent.name == "[document]":
+                break
+            if id(parent) not in inherited:
+                style = _css_declarations(parent.get("style"))
+                declared = _css_font_size(style)
+                if declared is not None and not _css_zero(declared) and _css_relative(declared):
+                    declared = None  # em and % sizes scale the parent's: the answer is further up
+                own = style.get("visibility")
+                inherited[id(parent)] = (None if own in ("inherit", "unset", "revert") else own, declared)
+            own_visibility, own_size = inherited[id(parent)]
+            visibility = visibility or own_visibility
+            size = size or own_size
+            if visibility is not None and size is not None:
+                break
+        return visibility in ("hidden", "collapse") or (size is not None and _css_zero(size))
+
+    for text in [t for t in soup.find_all(string=True) if type(t) is NavigableString and t.strip()]:
+        if invisible(text):
+            text.extract()
+
+
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_CSS_ZERO = re.compile(r"[+-]?(0+(\.0*)?|\.0+)([a-z]+|%)?")
+_CSS_RELATIVE = re.compile(r"[\d.]+(em|ex|ch|%|cap|ic|lh)|larger|smaller|calc\(.*|inherit|unset|revert.*")  # not rem
+
+
+def _css_declarations(style) -> dict[str, str]:
+    """Inline style as {property: value}, lower case, comments and !important removed; last one wins."""
+    if not style or not isinstance(style, str):
+        return {}
+    declarations: dict[str, str] = {}
+    for declaration in _CSS_COMMENT.sub(" ", style).split(";"):
+        prop, sep, value = declaration.partition(":")
+        if sep:
+            value = " ".join(value.lower().replace("!important", " ").split())
+            declarations[prop.strip().lower()] = value
+    return declarations
+
+
+def _css_zero(value: str) -> bool:
+    return bool(_CSS_ZERO.fullmatch(value.strip()))
+
+
+def _css_relative(value: str) -> bool:
+    return bool(_CSS_RELATIVE.fullmatch(value.strip()))
+
+
+def _css_font_size(style: dict[str, str]) -> str | None:
+    """The font size an inline style sets: font-size, or the size in the `font` shorthand ("0/0 a" hides)."""
+    if "font-size" in style:
+        return style["font-size"]
+    sizes = [t.split("/")[0] for t in style.get("font", "").split() if t[:1].isdigit() or t[:1] == "."]
+    if any(_css_zero(size) for size in sizes):
+        return "0"
+    # A unitless number before the size is a weight ("700 12px Arial").
+    return next((size for size in sizes if not size.replace(".", "").isdigit()), None)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # DOCX
 
 
-def _load_docx(data: bytes, filename: str) -> tuple[str | None, list[Section]]:
+def _load_docx(data: bytes, filename: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str | None, list[Section]]:
+    # Sizes, ratios and DTDs checked first; python-docx's own XML parser does not resolve entities either.
+    document_limits.check_zip_package(data, max_bytes)
     try:
         import docx
         from docx.oxml.ns import qn
@@ -731,7 +823,12 @@ _PAGE_NUMBER = re.compile(r"^(page\s*)?[-–]?\s*\d{1,4}\s*[-–]?(\s*(of|/)\s*\
 _JUNK_META_TITLE = re.compile(r"^(untitled|microsoft word\b|document\d*$|slide\s*\d*$)|\.(docx?|pdf|rtf|odt)$", re.I)
 
 
-def _load_pdf(data: bytes, filename: str) -> tuple[str | None, list[Section]]:
+def _load_pdf(data: bytes, filename: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str | None, list[Section]]:
+    with document_limits.pdf_limits(max_bytes) as budget:  # pages, streams and text bounded while pypdf reads
+        return _read_pdf(data, filename, budget)
+
+
+def _read_pdf(data: bytes, filename: str, budget: document_limits.PdfBudget) -> tuple[str | None, list[Section]]:
     try:
         from pypdf import PdfReader
 
@@ -744,15 +841,18 @@ def _load_pdf(data: bytes, filename: str) -> tuple[str | None, list[Section]]:
             if not opened:
                 raise DocumentError(filename, "could not be read as PDF: it is password-protected; "
                                               "remove the password and upload it again")
+        budget.check_pages(len(reader.pages))
         pages = list(reader.pages)
         meta_title = ""
         try:
             meta_title = _clean_inline(str((reader.metadata or {}).get("/Title") or ""))
         except Exception:
             pass  # a broken info dictionary is no reason to reject the text
-    except DocumentError:
+    except (DocumentError, document_limits.UnsafeDocument):
         raise
     except Exception as exc:
+        if document_limits.is_pdf_limit(exc):
+            raise budget.refusal(exc) from exc
         raise DocumentError(filename, f"could not be read as PDF: {_short(exc)}; "
                                       "check it opens in a PDF viewer, export it again and retry") from exc
     if not pages:
@@ -762,8 +862,15 @@ def _load_pdf(data: bytes, filename: str) -> tuple[str | None, list[Section]]:
     failures: list[Exception] = []
     for number, page in enumerate(pages, start=1):
         try:
-            page_lines.append(_pdf_page_lines(page, number))
-        except Exception as exc:  # one bad page should not cost the rest of the document
+            budget.add_page(page)
+            lines = _pdf_page_lines(page, number)
+            budget.add_text(sum(len(line.text) for line in lines))
+            page_lines.append(lines)
+        except document_limits.UnsafeDocument:
+            raise
+        except Exception as exc:  # one bad page should not cost the rest of the document; a bomb should
+            if document_limits.is_pdf_limit(exc):
+                raise budget.refusal(exc) from exc
             failures.append(exc)
             page_lines.append([])
     if failures and len(failures) == len(pages):

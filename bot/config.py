@@ -5,6 +5,7 @@ Modules never read the environment themselves: they take a `Settings` (or plain 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+# Where admins' uploads may be downloaded from (the first URL and every redirect). Slack: url_private and
+# url_private_download are on files.slack.com (*.slack.com), and Slack serves files from slack-files.com and its
+# CDN *.slack-edge.com. Teams: a file sent to a bot lands in the sender's OneDrive for Business
+# (TENANT-my.sharepoint.com; *.sharepoint-df.com is Microsoft's own tenant, *.sharepoint.us the US government
+# clouds), or consumer OneDrive (onedrive.live.com, *.onedrive.com, *.1drv.com).
+DEFAULT_DOWNLOAD_HOSTS = (
+    "*.slack.com", "slack-files.com", "*.slack-edge.com",
+    "*.sharepoint.com", "*.sharepoint-df.com", "*.sharepoint.us",
+    "onedrive.live.com", "*.onedrive.com", "*.1drv.com",
+)
+_HOST_PATTERN = re.compile(r"^(\*\.)?[a-z0-9_.:-]+$")  # a name or an IP address (IPv6 without brackets)
 
 
 class Settings(BaseSettings):
@@ -50,6 +64,8 @@ class Settings(BaseSettings):
     # --- documents ---------------------------------------------------------------------------------
     max_document_mb: float = Field(20.0, validation_alias=_env("POLICYBOT_MAX_DOCUMENT_MB"))
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=_env("POLICYBOT_ADMINS"))
+    download_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_DOWNLOAD_HOSTS),
+                                                           validation_alias=_env("POLICYBOT_DOWNLOAD_HOSTS"))
 
     # --- Slack -------------------------------------------------------------------------------------
     slack_bot_token: str | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
@@ -79,6 +95,20 @@ class Settings(BaseSettings):
         # POLICYBOT_ADMINS is a comma/space separated list of Slack user ids and/or Teams AAD object ids.
         if isinstance(value, str):
             return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("download_hosts", mode="before")
+    @classmethod
+    def _split_download_hosts(cls, value: object) -> object:
+        # Comma/space separated host names; `*.example.com` means any subdomain of example.com (not example.com).
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, (list, tuple)):
+            hosts = [str(part).strip().strip("[]").lower().rstrip(".") for part in value if str(part).strip()]
+            bad = [host for host in hosts if not _HOST_PATTERN.match(host)]
+            if bad:  # a typo must fail at start-up, not quietly refuse (or allow) every download
+                raise ValueError(f"POLICYBOT_DOWNLOAD_HOSTS: not a host name or *.domain pattern: {', '.join(bad)}")
+            return hosts
         return value
 
     @field_validator("home", mode="after")

@@ -14,7 +14,7 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.config import Settings
+from bot.config import DEFAULT_DOWNLOAD_HOSTS, Settings
 from knowledge import migrate
 from knowledge.db import normalize_url
 from knowledge.embeddings import LocalE5Embedder
@@ -117,7 +117,9 @@ def embedder():
 
 @pytest.fixture
 def settings(db_url, redis_url, redis_client, tmp_path) -> Settings:
-    return Settings(database_url=db_url, redis_url=redis_url, home=tmp_path / "home", openai_api_key=None)
+    # The local fakes (Slack files, Teams attachments) serve downloads from 127.0.0.1.
+    return Settings(database_url=db_url, redis_url=redis_url, home=tmp_path / "home", openai_api_key=None,
+                    download_hosts=[*DEFAULT_DOWNLOAD_HOSTS, "127.0.0.1"])
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from bot import dedupe
 from bot.core import PolicyBot
 from bot.interactions import HISTORY_WINDOW
 
+from adapters.message_log import log_question
 from adapters.slack import render, uploads
 from adapters.turn_queue import BUSY_MESSAGE, Put, TurnQueue
 
@@ -82,6 +83,7 @@ class SlackAdapter:
             signing_secret=self.settings.slack_signing_secret or "",
             request_verification_enabled=verify_requests,
             process_before_response=True,
+            logger=bolt_logger(),
         )
         self._register()
 
@@ -185,6 +187,7 @@ class SlackAdapter:
                      only_if_engaged: bool = False) -> None:
         if not await self._take(event_id, channel, thread_ts, only_if_engaged):
             return
+        log_question(self.settings, PLATFORM, user, question)
         work = asyncio.ensure_future(
             self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}"))
         finished, _ = await asyncio.wait({work}, timeout=STATUS_DELAY_S)
@@ -417,7 +420,7 @@ class SlackAdapter:
                 if problem:
                     raise uploads.UploadProblem(problem)
             data = await uploads.download(file, self.settings.slack_bot_token, self.upload_limit,
-                                          self.client.base_url)
+                                          self.client.base_url, self.settings.download_hosts)
         except uploads.UploadProblem as problem:
             await self.dm(user, render.escape(f"Upload failed: {problem} Nothing was changed."))
             return
@@ -440,6 +443,29 @@ class SlackAdapter:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+class _NoRequestData(logging.Filter):
+    """Bolt quotes request bodies in some messages (an invalid signature at INFO, an unhandled request at
+    WARNING), as dict reprs: keep what comes before the first `{`, and at most 300 characters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cut = min(len(message), 300, message.find("{") if "{" in message else len(message))
+        if cut < len(message):
+            record.msg, record.args = message[:cut].rstrip(" (:") + " […request data not logged]", None
+        return True
+
+
+def bolt_logger() -> logging.Logger:
+    """The base logger for bolt. Bolt copies its base logger's level onto every logger it creates, and without
+    one the root's (INFO): then a refused request's whole body (up to 2 MB) is logged at INFO. This one is at
+    WARNING at least, and its filter (copied too) keeps request data out of what bolt still logs."""
+    logger = logging.getLogger("adapters.slack.bolt")
+    logger.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    if not any(isinstance(f, _NoRequestData) for f in logger.filters):
+        logger.addFilter(_NoRequestData())
+    return logger
 
 
 def slack_error(err: SlackApiError) -> str:

@@ -229,6 +229,8 @@ def parse_feedback_submission(view: dict) -> tuple[dict, str | None, str | None]
         metadata = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
         metadata = {}
+    if not isinstance(metadata, dict):  # the form's metadata is ours, but it comes back through Slack
+        metadata = {}
     values = (view.get("state") or {}).get("values") or {}
     comment = ((values.get("wrong") or {}).get("wrong") or {}).get("value")
     correction = ((values.get("correction") or {}).get("correction") or {}).get("value")

@@ -1,7 +1,8 @@
 """Admin uploads from Slack: the upload modal, reading its submission, and fetching the file from Slack.
 
 Slack's file_input hands us file objects (or only their ids) in the view_submission; the bytes must be
-fetched from `url_private_download` with the bot token. When that fails because of auth (a missing
+fetched from `url_private_download` with the bot token (only ever sent to Slack's hosts; the link and its redirects
+must be on POLICYBOT_DOWNLOAD_HOSTS, see adapters.downloads). When that fails because of auth (a missing
 files:read scope, a revoked token), Slack does not answer 401: it answers 200 with its HTML sign-in page.
 `download()` detects that, so a login page is never ingested as a policy document.
 """
@@ -9,6 +10,7 @@ files:read scope, a revoked token), Slack does not answer 401: it answers 200 wi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
@@ -24,6 +26,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.blocks.block_elements import FileInputElement  # not re-exported by slack_sdk.models.blocks
 from slack_sdk.models.views import View
+
+from adapters import downloads
 
 UPLOAD_MODAL = "policybot_upload"
 FILETYPES = ["pdf", "docx", "md", "txt", "html"]
@@ -127,17 +131,23 @@ def trusted_file_url(url: str, api_url: str) -> bool:
     return (parts.scheme, parts.hostname, parts.port) == (api.scheme, api.hostname, api.port)
 
 
-async def download(file: SlackFile, token: str, max_bytes: int, api_url: str) -> bytes:
-    """The file's bytes, fetched with the bot token; raises UploadProblem with a message for the admin."""
+async def download(file: SlackFile, token: str, max_bytes: int, api_url: str, hosts: Iterable[str]) -> bytes:
+    """The file's bytes, fetched with the bot token; raises UploadProblem with a message for the admin.
+
+    The link and every redirect must be on an allowed host (adapters.downloads); the token goes only to Slack."""
     name = file.name or "the file"
     if not file.url:
         raise UploadProblem(f"Slack did not give me a download link for {name}. Try uploading it again.")
     if not trusted_file_url(file.url, api_url):
         raise UploadProblem(f"{name} is not hosted on Slack, so I did not download it.")
+    # http only when the Web API itself is spoken over http (a local Slack in development): then the token
+    # travels in the clear anyway, and a download adds nothing.
+    rules = downloads.DownloadRules.from_hosts(hosts, allow_http=urlsplit(api_url).scheme == "http")
     timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(file.url, headers={"Authorization": f"Bearer {token}"}) as response:
+            async with downloads.get(session, file.url, rules, credentials={"Authorization": f"Bearer {token}"},
+                                     send_credentials=lambda url: trusted_file_url(url, api_url)) as response:
                 if response.status != 200:
                     raise UploadProblem(f"Slack answered {response.status} when I downloaded {name}. Try again later.")
                 declared = response.content_length
@@ -151,6 +161,8 @@ async def download(file: SlackFile, token: str, max_bytes: int, api_url: str) ->
                         raise UploadProblem(_too_big(name, len(data), max_bytes, at_least=True))
     except UploadProblem:
         raise
+    except downloads.DownloadRefused as refused:
+        raise UploadProblem(f"I did not download {name}: {refused.reason}.") from refused
     except (aiohttp.ClientError, TimeoutError) as err:
         raise UploadProblem(f"I couldn't download {name} from Slack ({type(err).__name__}). Try again later.") from err
     if file.extension not in HTML_EXTENSIONS and (content_type == "text/html" or _looks_like_html(bytes(data[:512]))):

@@ -23,6 +23,7 @@ from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
+from adapters.message_log import log_question
 from adapters.teams import render, uploads
 from adapters.turn_queue import BUSY_MESSAGE
 from bot import dedupe
@@ -136,6 +137,7 @@ class PolicyTeamsBot(TeamsActivityHandler):
 
     async def _answer(self, turn_context: TurnContext, question: str, user_id: str) -> None:
         activity = turn_context.activity
+        log_question(self.core.settings, PLATFORM, user_id, question)
         answer: Answer = await self._typing_while(
             turn_context, self.run(self.core.answer, question, user_id, PLATFORM, activity.conversation.id),
             delay_s=TYPING_DELAY_S)
@@ -159,6 +161,7 @@ class PolicyTeamsBot(TeamsActivityHandler):
             for file in files:
                 try:
                     data = await uploads.download(file, max_bytes=self.core.settings.max_document_bytes,
+                                                  hosts=self.core.settings.download_hosts,
                                                   timeout_s=self.download_timeout_s,
                                                   allow_http=self.allow_http_downloads)
                 except uploads.DownloadError as err:

@@ -104,11 +104,11 @@ class TeamsEndpoint:
         if "application/json" not in request.headers.get("Content-Type", "").lower():
             return _error(415, "expected application/json")
         try:
-            body = await request.json()
-            activity = Activity().deserialize(body) if isinstance(body, dict) else None
-        except Exception:  # bad JSON, or JSON msrest can't read as an Activity
-            activity = None
-        if activity is None or not activity.type:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "request body too large")
+        body, activity = parse_activity(raw)
+        if activity is None:
             return _error(400, "expected a Bot Framework activity")
 
         try:
@@ -122,6 +122,9 @@ class TeamsEndpoint:
         except Exception as err:  # a token botbuilder can't even parse
             log.warning("refused a Bot Framework request with an invalid token: %s: %s", type(err).__name__, err)
             return _error(401, "unauthorized")
+        missing = missing_fields(activity)
+        if missing:  # checked once the caller is known, so an unauthenticated request still gets its 401
+            return _error(400, f"the activity has no {', '.join(missing)}")
 
         if activity.type == ActivityTypes.invoke or activity.delivery_mode == DeliveryModes.expect_replies:
             try:
@@ -172,6 +175,27 @@ class TeamsEndpoint:
 
 
 TEAMS_KEY = web.AppKey("teams", TeamsEndpoint)
+
+
+def parse_activity(raw: bytes) -> tuple[dict | None, Activity | None]:
+    """The body and its Activity; (None, None) for bad JSON, not an object, or no `type`."""
+    try:
+        body = json.loads(raw)
+        activity = Activity().deserialize(body) if isinstance(body, dict) else None
+    except Exception:  # bad JSON or UTF-8, or JSON msrest can't read as an Activity
+        return None, None
+    if activity is None or not isinstance(activity.type, str) or not activity.type.strip():
+        return None, None
+    return body, activity
+
+
+def missing_fields(activity: Activity) -> list[str]:
+    """What a turn needs that the activity lacks. Teams always sends them; without them the activity would be
+    accepted with a 202 and its turn fail later, with nowhere to send the error."""
+    fields = {"serviceUrl": activity.service_url,
+              "conversation.id": activity.conversation.id if activity.conversation else None,
+              "from.id": activity.from_property.id if activity.from_property else None}
+    return [name for name, value in fields.items() if not (isinstance(value, str) and value.strip())]
 
 
 def queued_turn(auth_result: AuthenticateRequestResult, body: dict) -> dict:

@@ -7,7 +7,8 @@ Teams uploads a file the user sends to a bot into the user's OneDrive and gives 
      "fileType": "pdf"}}
 
 whose `downloadUrl` is pre-authenticated and short-lived: a plain GET, no bot token (sending the bot's token to
-SharePoint would leak it). The manifest must say `"supportsFiles": true` for Teams to allow this.
+SharePoint would leak it), from a host on POLICYBOT_DOWNLOAD_HOSTS, redirects included (adapters.downloads).
+The manifest must say `"supportsFiles": true` for Teams to allow this.
 
 Every failure becomes a DownloadError whose message names the file and says what to do; nothing is ingested.
 """
@@ -15,12 +16,15 @@ Every failure becomes a DownloadError whose message names the file and says what
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 import aiohttp
 from botbuilder.schema import Activity
+
+from adapters import downloads
 
 FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
 DEFAULT_TIMEOUT_S = 60.0
@@ -56,17 +60,18 @@ def file_attachments(activity: Activity) -> list[FileRef]:
     return files
 
 
-async def download(file: FileRef, *, max_bytes: int, timeout_s: float = DEFAULT_TIMEOUT_S,
+async def download(file: FileRef, *, max_bytes: int, hosts: Iterable[str], timeout_s: float = DEFAULT_TIMEOUT_S,
                    allow_http: bool = False) -> bytes:
-    """The file's bytes, or DownloadError (unreachable, not found, too big, a web page instead of the file)."""
+    """The file's bytes, or DownloadError (a host not in `hosts`, unreachable, not found, too big, a web page
+    instead of the file). The link and every redirect are checked by adapters.downloads; no credentials are sent."""
     url = file.download_url
-    scheme = urlparse(url).scheme.lower()
-    if scheme != "https" and not (allow_http and scheme == "http"):
+    if urlsplit(url).scheme.lower() not in ("https", "http"):
         raise DownloadError(file.filename, "Teams sent no usable download link; send the file again")
+    rules = downloads.DownloadRules.from_hosts(hosts, allow_http=allow_http)
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(url, headers={"Accept": "*/*"}) as response:
+            async with downloads.get(session, url, rules, headers={"Accept": "*/*"}) as response:
                 _check_status(file, response.status)
                 if response.content_length is not None and response.content_length > max_bytes:
                     raise DownloadError(file.filename, _too_big(response.content_length, max_bytes))
@@ -78,6 +83,8 @@ async def download(file: FileRef, *, max_bytes: int, timeout_s: float = DEFAULT_
                         raise DownloadError(file.filename, _too_big(None, max_bytes))
     except DownloadError:
         raise
+    except downloads.DownloadRefused as refused:
+        raise DownloadError(file.filename, refused.reason) from refused
     except (asyncio.TimeoutError, TimeoutError):
         raise DownloadError(file.filename, f"the download took longer than {timeout_s:.0f} seconds; try again")
     except aiohttp.ClientError as err:

@@ -1,7 +1,8 @@
 """A small Slack Web API server on 127.0.0.1 for tests: the bot's real slack_sdk client talks to it over HTTP.
 
     POST /api/<method>     records the call (method, form or JSON body, headers) and answers like Slack
-    GET  /files/<id>/<name> serves files added with add_file() (the bot must send its token, as with Slack)
+    GET  /files/<id>/<name> serves files added with add_file() (the bot must send its token, as with Slack),
+                           or redirects to where add_file(redirect=...) says
     POST /response/<id>    a slash command's response_url; recorded as method "response_url"
 
 Tests can make a method fail a number of times (`fail("chat.postMessage", "ratelimited", status=429)`), serve
@@ -63,6 +64,7 @@ class FakeFile:
     data: bytes
     content_type: str
     chunked: bool = False
+    redirect: str | None = None  # answer an authorized download with a 302 to this URL
 
 
 @dataclass
@@ -177,6 +179,8 @@ class FakeSlack(LocalHTTPServer):
                     self._reply(200, LOGIN_PAGE, "text/html; charset=utf-8")  # what Slack does on an auth failure
                 elif entry is None:
                     self._reply(404, b"not found", "text/plain")
+                elif entry.redirect:
+                    self._reply(302, b"", "text/plain", headers={"Location": entry.redirect})
                 elif entry.chunked:
                     self._reply_chunked(entry.data, entry.content_type)
                 else:
@@ -200,8 +204,9 @@ class FakeSlack(LocalHTTPServer):
             self.failures.setdefault(method, deque()).extend(Failure(error, status, retry_after) for _ in range(times))
 
     def add_file(self, name: str, data: bytes, content_type: str = "application/octet-stream",
-                 size: int | None = None, chunked: bool = False) -> dict:
-        """A file as Slack describes it (the file object of a file_input or files.info)."""
+                 size: int | None = None, chunked: bool = False, redirect: str | None = None) -> dict:
+        """A file as Slack describes it (the file object of a file_input or files.info); with `redirect`, its
+        download answers 302 to that URL."""
         file_id = f"F{len(self.files) + 1:08d}"
         url = f"{self.url}/files/{file_id}/{name}"
         meta = {
@@ -214,7 +219,7 @@ class FakeSlack(LocalHTTPServer):
             "permalink": f"https://example.slack.com/files/UADMIN/{file_id}/{name}", "is_starred": False,
             "has_rich_preview": False, "file_access": "visible",
         }
-        self.files[file_id] = FakeFile(meta, data, content_type, chunked)
+        self.files[file_id] = FakeFile(meta, data, content_type, chunked, redirect)
         return dict(meta)
 
     # ------------------------------------------------------------------ reading back

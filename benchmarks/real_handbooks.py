@@ -36,6 +36,10 @@ from knowledge.evaluation import evaluate_retrieval, load_questions  # noqa: E40
 from knowledge.ingest import discover, ingest_file  # noqa: E402
 
 CORPORA = ROOT / "benchmarks" / "corpora"
+# The sample handbook written for this project, with its tuning set and its blind holdout.
+SAMPLE = {"folder": ROOT / "knowledge" / "sample_handbook",
+          "dev": ROOT / "knowledge" / "sample_handbook" / "questions.jsonl",
+          "blind": ROOT / "benchmarks" / "questions_holdout.jsonl"}
 
 
 class CachedEmbedder(LocalE5Embedder):
@@ -134,7 +138,7 @@ def evaluate(runtime: Runtime, questions_path: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", nargs="+", default=["18f", "basecamp"])
+    parser.add_argument("--corpus", nargs="+", default=["18f", "basecamp", "sample"])
     parser.add_argument("--split", choices=["dev", "blind"], default="dev")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "policybot-handbooks")
     parser.add_argument("--show", action="store_true", help="print every failure")
@@ -148,13 +152,13 @@ def main() -> int:
     embedder = CachedEmbedder(args.home / "passage-vectors")
     out = {"split": args.split, "loadavg": os.getloadavg(), "corpora": {}}
     for name in args.corpus:
-        folder = CORPORA / "build" / name
+        folder = SAMPLE["folder"] if name == "sample" else CORPORA / "build" / name
         if not folder.exists():
             print(f"{folder} is missing: run benchmarks/corpora/materialize.py {name} first", file=sys.stderr)
             return 2
         runtime = corpus_runtime(admin_url, name, embedder, redis_client)
         ingest = ingest_corpus(runtime, folder)
-        questions = CORPORA / name / f"questions_{args.split}.jsonl"
+        questions = SAMPLE[args.split] if name == "sample" else CORPORA / name / f"questions_{args.split}.jsonl"
         if not questions.exists():
             print(f"{name}: ingested {ingest}; no {questions.name} yet", file=sys.stderr)
             continue

@@ -148,13 +148,14 @@ class PolicyBot:
         t = time.perf_counter()
         query_vector = self.runtime.embedder.embed_query(standalone)
         timings["embed"] = _ms(t)
+        calibration = self.calibrator.calibration(self.runtime.sessions, corpus_version)
         t = time.perf_counter()
         with self.runtime.sessions() as session:
             passages = search(session, self.runtime.embedder, standalone, k=self.settings.top_k,
-                              query_embedding=query_vector)
+                              query_embedding=query_vector, background=calibration.background)
         timings["retrieve"] = _ms(t)
 
-        relevance = judge(passages, self.calibrator.threshold(self.runtime.sessions, corpus_version))
+        relevance = judge(passages, calibration.threshold)
         usage = (None, None)
         if not relevance.relevant:
             answer = self._refusal(standalone, model, notice)

@@ -28,10 +28,11 @@ from knowledge.chunking import split_sentences
 
 # Part of the answer cache key: bump it when the way answers are extracted changes.
 EXTRACTIVE_VERSION = "extractive-v5"
-MAX_SENTENCES = 3
+MAX_SENTENCES=4
 MAX_CHARS = 700
-RANK_BONUS = (0.12, 0.06, 0.03)  # head start of the top three passages' sentences
-FACT_BONUS = 0.2
+RANK_BONUS = (0.0, 0.0, 0.0)  # head start of the top three passages' sentences
+FACT_BONUS=0.1
+LEAD_FROM_TOP = True
 DANGLING_PENALTY = 0.1
 
 # Text that addresses the assistant instead of employees is never repeated as an answer.
@@ -190,24 +191,24 @@ def extract_answer(question: str, passage_texts: list[str], intro: str = "Here's
     candidates = sorted(_candidates(question, passage_texts, sections, focus), key=lambda s: -s.score)
     if not candidates:
         return ""
-    lead = candidates[0]
+    # The top passage is retrieval's best call (meaning and exact terms together): the answer opens with it.
+    lead = next((s for s in candidates if s.passage_index == 0), candidates[0]) if LEAD_FROM_TOP else candidates[0]
     chosen = [lead]
     length = len(lead.text)
-
-    def same_place(s: ExtractedSentence) -> bool:
-        if s.passage_index == lead.passage_index:
-            return True
-        same_document = documents is None or documents[s.passage_index] == documents[lead.passage_index]
-        return same_document and sections[s.passage_index] == sections[lead.passage_index]
-
-    for sentence in candidates[1:]:
+    for sentence in candidates:
         if len(chosen) >= MAX_SENTENCES:
             break
-        if length + len(sentence.text) > MAX_CHARS or sentence.score <= 0:
+        if sentence is lead or length + len(sentence.text) > MAX_CHARS or sentence.score <= 0:
             continue
         if any(sentence.text in c.text or c.text in sentence.text for c in chosen):
             continue  # overlapping chunks repeat sentences; a context sentence may already be shown
-        bar = lead.score * 0.75 if same_place(sentence) else lead.score
+        # Extras must match nearly as well as the lead; from another section or document, at least as well.
+        if sentence.passage_index == lead.passage_index:
+            bar = lead.score * 0.8
+        elif documents and documents[sentence.passage_index] == documents[lead.passage_index]:
+            bar = lead.score * 0.9
+        else:
+            bar = lead.score
         if sentence.score < bar:
             continue
         chosen.append(sentence)

@@ -5,46 +5,37 @@ fragile. The threshold is calibrated per corpus: a fixed set of questions that n
 ("What is the capital of Australia?") is run against the corpus, and a question must beat the median of
 their best similarities by MARGIN. The result is cached per corpus version (in-process and in Redis).
 
-MARGIN was chosen on the sample handbook's question set (README, "Relevance calibration"): at 0.05 it keeps
-98% of answerable questions and refuses every off-topic question and the less close of the near-topic ones.
-Near-topic questions that share the handbook's vocabulary ("pet insurance" next to health insurance) are the
-weak spot of the extractive mode; with an LLM configured, the prompt's rule 3 makes the model refuse them.
+MARGIN is measured on three corpora (benchmarks/real_handbooks.py: the 18F handbook, 185 pages; Basecamp's,
+16; our sample, 14) as answerable questions kept vs. unanswerable ones refused. The probes' median grows with
+the corpus (more passages, a closer best match for anything) faster than the right passage's similarity does,
+so the margin that keeps answerable questions shrinks as corpora grow: 0.05 (the first choice, tuned on the
+sample) refused 30% of answerable questions on the 18F handbook. At 0.025 every dev set keeps at least 97% of
+its answerable questions. The price is near-topic questions ("pet insurance" next to health insurance): e5
+similarity does not separate them from paraphrased answerable ones on real handbooks, and neither did the
+lexical signals tried (term coverage, unknown terms, score gaps). Refusing those needs a model that reads
+question and passage together (an LLM: the prompt's rule 3 makes it refuse them; or a cross-encoder).
 """
 
 from __future__ import annotations
 
 import logging
+import json
 import statistics
 import threading
 from dataclasses import dataclass
 
-import numpy as np
 import redis
 
+from knowledge import background as corpus_background
+from knowledge.background import PROBES, Background
 from knowledge.embeddings import Embedder
 from knowledge.retrieval import Passage, search
 
 log = logging.getLogger(__name__)
 
-MARGIN = 0.05
+MARGIN = 0.025
 # Used only when the corpus is too small to calibrate against (or calibration fails).
 FALLBACK_THRESHOLD = 0.84
-
-PROBES = (
-    "What is the capital of Australia?", "How do I bake sourdough bread?", "Who won the football world cup in 2018?",
-    "What is the boiling point of water at sea level?", "Recommend a good science fiction novel.",
-    "How do I change a car tyre?", "What's the distance from the Earth to the Moon?",
-    "Write a haiku about autumn leaves.", "How many legs does a spider have?",
-    "What is the best way to learn to play the guitar?", "Explain how photosynthesis works.",
-    "What time does the sun set in Iceland in June?", "Which programming language should I learn first?",
-    "How do I get red wine out of a carpet?", "What are the rules of chess castling?",
-    "Tell me a joke about penguins.", "How tall is Mount Everest?", "What is the plot of Hamlet?",
-    "How do I grow tomatoes on a balcony?", "What's a good name for a goldfish?",
-)
-
-
-_PROBE_VECTORS: dict[str, list[np.ndarray]] = {}  # per embedding model; the probes never change
-
 
 @dataclass(frozen=True)
 class Relevance:
@@ -62,57 +53,74 @@ def judge(passages: list[Passage], threshold: float) -> Relevance:
     return Relevance(bool(passages) and similarity >= threshold, similarity, threshold)
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What the probes say about one corpus version."""
+
+    threshold: float  # a question's best similarity must reach it to be answered
+    background: Background  # for retrieval: which passages are hubs
+
+
 class Calibrator:
-    """Per-corpus relevance threshold, computed once per corpus version and shared through Redis."""
+    """Per-corpus relevance threshold and hub cut, computed once per corpus version and shared through Redis."""
 
     def __init__(self, embedder: Embedder, redis_client: redis.Redis, margin: float = MARGIN) -> None:
         self.embedder = embedder
         self.redis = redis_client
         self.margin = margin
-        self._thresholds: dict[int, float] = {}
+        self._calibrations: dict[int, Calibration] = {}
         self._lock = threading.Lock()  # concurrent first questions calibrate once, not once each
 
     def threshold(self, sessions, corpus_version: int) -> float:
-        if corpus_version in self._thresholds:
-            return self._thresholds[corpus_version]
+        return self.calibration(sessions, corpus_version).threshold
+
+    def background(self, sessions, corpus_version: int) -> Background:
+        return self.calibration(sessions, corpus_version).background
+
+    def calibration(self, sessions, corpus_version: int) -> Calibration:
+        if corpus_version in self._calibrations:
+            return self._calibrations[corpus_version]
         with self._lock:
-            if corpus_version in self._thresholds:
-                return self._thresholds[corpus_version]
+            if corpus_version in self._calibrations:
+                return self._calibrations[corpus_version]
             return self._compute(sessions, corpus_version)
 
-    def _compute(self, sessions, corpus_version: int) -> float:
-        key = f"policybot:relevance:{self.embedder.name}:{corpus_version}:{self.margin}"
-        value = self._cached(key)
-        if value is None:
-            value = self._calibrate(sessions)
+    def _compute(self, sessions, corpus_version: int) -> Calibration:
+        key = f"policybot:relevance:{self.embedder.name}:{corpus_version}:{self.margin}:v2"
+        calibration = self._cached(key)
+        if calibration is None:
+            calibration = self._calibrate(sessions)
             try:
-                self.redis.set(key, value, ex=7 * 24 * 3600)
+                self.redis.set(key, json.dumps({"threshold": calibration.threshold,
+                                                "hub_cut": calibration.background.hub_cut}), ex=7 * 24 * 3600)
             except redis.RedisError:
                 pass
-        if len(self._thresholds) > 16:  # old corpus versions are never asked again
-            self._thresholds.clear()
-        self._thresholds[corpus_version] = value
-        return value
+        if len(self._calibrations) > 16:  # old corpus versions are never asked again
+            self._calibrations.clear()
+        self._calibrations[corpus_version] = calibration
+        return calibration
 
-    def _cached(self, key: str) -> float | None:
+    def _cached(self, key: str) -> Calibration | None:
         try:
             raw = self.redis.get(key)
         except redis.RedisError:
             return None
-        return float(raw) if raw else None
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return Calibration(float(data["threshold"]), Background(corpus_background.direction(self.embedder), float(data["hub_cut"])))
 
-    def _calibrate(self, sessions) -> float:
-        vectors = _PROBE_VECTORS.get(self.embedder.name)
-        if vectors is None:
-            vectors = _PROBE_VECTORS[self.embedder.name] = [self.embedder.embed_query(p) for p in PROBES]
+    def _calibrate(self, sessions) -> Calibration:
+        vectors = corpus_background.probe_vectors(self.embedder)
         best = []
         with sessions() as session:
+            background = corpus_background.measure(session, self.embedder)
             for probe, vector in zip(PROBES, vectors):
                 best.append(best_similarity(search(session, self.embedder, probe, k=3, mode="vector",
                                                    query_embedding=vector)))
         if not any(best):
-            return FALLBACK_THRESHOLD
+            return Calibration(FALLBACK_THRESHOLD, background)
         threshold = statistics.median(best) + self.margin
-        log.info("relevance threshold %.3f (probe median %.3f + margin %.3f)", threshold, statistics.median(best),
-                 self.margin)
-        return threshold
+        log.info("relevance threshold %.3f (probe median %.3f + margin %.3f); hub cut %.3f", threshold,
+                 statistics.median(best), self.margin, background.hub_cut)
+        return Calibration(threshold, background)

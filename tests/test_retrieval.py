@@ -19,62 +19,59 @@ DOCS = {
 }
 
 
-class ConceptEmbedder(HashEmbedder):
-    """A test embedder whose notion of meaning is known: synonyms share a dimension, other words are noise.
-
-    It lets a test build a case where the vector half and the full-text half disagree in a controlled way.
-    """
-
-    CONCEPTS = {"internet": 0, "broadband": 0, "home": 1, "house": 1, "remote": 1, "refund": 2,
-                "reimburse": 2, "qx7": 3}
-
-    def __init__(self):
-        super().__init__(dim=64, name="test:concepts")
-
-    def _vector(self, text):
-        import numpy as np
-
-        vector = np.zeros(self.dim, dtype=np.float32)
-        for word in text.lower().replace("-", " ").replace(":", " ").replace(".", " ").split():
-            concept = next((d for key, d in self.CONCEPTS.items() if word.startswith(key)), None)
-            if concept is None:
-                vector[4 + int.from_bytes(word.encode()[:4].ljust(4, b"_"), "big") % (self.dim - 4)] += 1.0
-            else:
-                vector[concept] += 1.0
-        return vector / (np.linalg.norm(vector) or 1.0)
-
-
-# Each half alone ranks a different decoy first; only their fusion finds the target, which is second in
-# both: the vector half prefers the synonym-only paraphrase, the full-text half the noisy menu that happens
-# to contain every word of the question.
-FUSION_DOCS = {
-    "target.md": "Scheme QX7 covers broadband for remote staff.",
-    "paraphrase.md": "House broadband costs are refunded.",
-    "menu.md": "Menu QX7: home-made pasta, internet orders, no reimbursement. Lasagne soup fish curry rice chicken "
-               "potatoes pizza dessert salad bread cheese olives.",
-    "parking.md": DOCS["parking.md"],
-}
-QUESTION = "QX7 home internet reimbursement"
-
-
 def _load(runtime, tmp_path, docs=DOCS, embedder=None):
     for name, body in docs.items():
         ingest_file(runtime.sessions, embedder or runtime.embedder, write(tmp_path / name, body))
 
 
-def test_hybrid_beats_either_half(runtime, tmp_path):
-    embedder = ConceptEmbedder()
-    _load(runtime, tmp_path, FUSION_DOCS, embedder)
+class TopicEmbedder(HashEmbedder):
+    """Travel words share one dimension, everything else is noise: the vector half sees 'a travel question'
+    and cannot tell Global Entry from any other travel cost, as embeddings blur rare names."""
+
+    TRAVEL = ("travel", "trip", "airline", "lounge", "membership", "flight", "pay", "company", "hotel")
+
+    def __init__(self):
+        super().__init__(dim=64, name="test:topics")
+
+    def _vector(self, text):
+        import numpy as np
+
+        vector = np.zeros(self.dim, dtype=np.float32)
+        for word in text.lower().replace(".", " ").replace("?", " ").split():
+            if word.startswith(self.TRAVEL):
+                vector[0] += 1.0
+            else:
+                vector[1 + int.from_bytes(word.encode()[:4].ljust(4, b"_"), "big") % (self.dim - 1)] += 0.3
+        return vector / (np.linalg.norm(vector) or 1.0)
+
+
+RESCUE_DOCS = {
+    "travel.md": "# Travel\n\n## Airline lounges\nThe company does not pay for airline lounge membership on a trip."
+                 "\n\n## Hotels\nThe company will pay for a standard hotel room on a travel trip."
+                 "\n\n## Flights\nBook every flight for a company trip through the travel desk.",
+    "security.md": "# Security screening\n\n## Trusted traveller programs\nWe do not reimburse TSA PreCheck or "
+                   "Global Entry fees.",
+    "parking.md": DOCS["parking.md"],
+}
+
+
+def test_a_rare_exact_term_is_rescued_into_the_top_k(runtime, tmp_path):
+    embedder = TopicEmbedder()
+    _load(runtime, tmp_path, RESCUE_DOCS, embedder)
+    question = "Will the company pay for my Global Entry membership?"
     with runtime.sessions() as s:
-        ranked = {mode: [p.source for p in search(s, embedder, QUESTION, k=3, mode=mode)]
-                  for mode in ("vector", "text", "hybrid")}
-    assert ranked["vector"][:2] == ["paraphrase.md", "target.md"]
-    assert ranked["text"][:2] == ["menu.md", "target.md"]
-    assert ranked["hybrid"][0] == "target.md"
+        vector = search(s, embedder, question, k=3, mode="vector", per_document=5)
+        hybrid = search(s, embedder, question, k=3, per_document=5)
+        common = search(s, embedder, "Will the company pay for my hotel membership?", k=3, per_document=5)
+    assert "security.md" not in [p.source for p in vector]  # the vector half alone loses it
+    assert [p.source for p in hybrid][:2] == [p.source for p in vector][:2]  # the vector's order is kept
+    assert hybrid[-1].source == "security.md" and hybrid[-1].rescued and hybrid[-1].text_rank == 1
+    assert not any(p.rescued for p in common)  # no rare term in the question: nothing to rescue
 
 
 def test_hybrid_retrieval_on_the_sample_handbook(runtime):
-    """On the real handbook and question set with real embeddings, hybrid beats both halves (MRR)."""
+    """On the real handbook and question set with real embeddings: hybrid (the vector half's order plus the
+    rare-term rescue) finds at least as much as the vector half, and beats full text alone."""
     from knowledge.evaluation import evaluate_retrieval, load_questions
     from knowledge.ingest import discover
 
@@ -84,7 +81,8 @@ def test_hybrid_retrieval_on_the_sample_handbook(runtime):
     report = evaluate_retrieval(runtime.sessions, runtime.embedder, load_questions(handbook / "questions.jsonl"))
     modes = report["modes"]
     assert modes["hybrid"]["recall@5"] >= 0.95
-    assert modes["hybrid"]["mrr"] > modes["vector"]["mrr"] and modes["hybrid"]["mrr"] > modes["text"]["mrr"]
+    assert modes["hybrid"]["recall@5"] >= modes["vector"]["recall@5"]
+    assert modes["hybrid"]["mrr"] >= modes["vector"]["mrr"] and modes["hybrid"]["mrr"] > modes["text"]["mrr"]
 
 
 def test_results_carry_document_section_and_ranks(runtime, tmp_path):

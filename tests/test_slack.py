@@ -210,6 +210,9 @@ async def test_thread_reply_continues_the_conversation(slack_bot, fake_slack, tm
     posts = fake_slack.calls_to("chat.postMessage")
     assert len(posts) == 3 and all(p.args["thread_ts"] == first["ts"] for p in posts)
     assert "pro-rated" in posts[1].args["text"]
+    # The user sees how the follow-up was read (a context line above the answer); a first question has none.
+    assert "Reading this as" in json.dumps(posts[1].args["blocks"]) and "vacation" in json.dumps(posts[1].args["blocks"])
+    assert "Reading this as" not in json.dumps(posts[0].args["blocks"])
     rows = interactions(slack_bot.runtime)
     assert [r.conversation_id for r in rows] == [f"C1:{first['ts']}"] * 3
     assert rows[0].rewritten_question is None

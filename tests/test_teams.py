@@ -314,8 +314,9 @@ def test_channel_mention_is_stripped_and_reply_chain_is_the_conversation(teams, 
     assert first.question == "How many vacation days do I get?" and first.conversation_id == thread
 
     # A follow-up in the same reply chain is read with the chain's history; the same words elsewhere are not.
-    _ask(teams, connector, "<at>PolicyBot</at> and for part-timers?", conversation=thread, kind="channel",
-         mention=True)
+    _, follow = _ask(teams, connector, "<at>PolicyBot</at> and for part-timers?", conversation=thread,
+                     kind="channel", mention=True)
+    assert "Reading this as" in follow.text and "Reading this as" not in reply.text
     _ask(teams, connector, "<at>PolicyBot</at> and for part-timers?", conversation=f"{CHANNEL};messageid=17000000009",
          kind="channel", mention=True)
     rows = _interactions(runtime)

@@ -16,6 +16,7 @@ from knowledge.evaluation import evaluate_retrieval, load_questions
 from knowledge.ingest import discover, ingest_file, list_documents, remove_document
 from knowledge.loaders import DocumentError
 from knowledge.reindex import reindex
+from knowledge.background import measure as measure_background
 from knowledge.retrieval import MODES, search
 
 
@@ -139,7 +140,9 @@ def docs_remove(settings: Settings, args: argparse.Namespace) -> int:
 def search_command(settings: Settings, args: argparse.Namespace) -> int:
     runtime = _runtime(settings)
     with runtime.sessions() as session:
-        passages = search(session, runtime.embedder, args.question, k=args.k, mode=args.mode)
+        # Ranked as the bot ranks them for an answer: hub passages lower (knowledge/background.py).
+        passages = search(session, runtime.embedder, args.question, k=args.k, mode=args.mode,
+                          background=measure_background(session, runtime.embedder))
     if args.json:
         print(json.dumps({"query": args.question, "results": [p.as_json() for p in passages]}, indent=2,
                          ensure_ascii=False))

@@ -40,6 +40,7 @@ from bot.citations import MARKER, marker_numbers
 from bot.finetune import registry
 from bot.finetune.registry import ModelInfo, RegistryError
 from knowledge.evaluation import EvalQuestion, is_expected_section, load_questions
+from bot.registry import answer_state
 from knowledge.retrieval import search
 
 GATE_METRICS = ("citation_validity", "grounded_rate", "correct_refusal_rate", "answer_key_hit_rate",
@@ -173,7 +174,10 @@ def _ask(bot, recorder: _RecordingLLM | None, q: EvalQuestion, model: str | None
 def _retrieved(bot, question: str, q: EvalQuestion) -> bool:
     """Whether the passages the answerer saw (the same search, same k) hold the expected section."""
     with bot.runtime.sessions() as session:
-        passages = search(session, bot.runtime.embedder, question, k=bot.settings.top_k)
+        version, _ = answer_state(session)
+    background = bot.calibrator.background(bot.runtime.sessions, version)
+    with bot.runtime.sessions() as session:
+        passages = search(session, bot.runtime.embedder, question, k=bot.settings.top_k, background=background)
     return any(is_expected_section(p, q) for p in passages)
 
 

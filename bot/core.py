@@ -25,6 +25,7 @@ from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_
 from bot.registry import answer_state
 from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
+from bot.turns import Turns
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.ingest import ingest_bytes, list_documents, remove_document
 from knowledge.loaders import DocumentError
@@ -46,6 +47,7 @@ class PolicyBot:
         self.brand_voice = load_brand_voice(runtime.settings.brand_voice_file)
         self.llm = LLM(runtime.openai, runtime.settings.llm_concurrency) if runtime.openai is not None else None
         self.calibrator = Calibrator(runtime.embedder, runtime.redis)
+        self.turns = Turns(runtime.redis)  # event claims and answered threads, for the adapters
 
     def warm_up(self) -> None:
         """Load the embedding model and calibrate relevance now, so the first user does not wait for it."""

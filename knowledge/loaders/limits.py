@@ -4,7 +4,7 @@ A few megabytes of upload can unpack to gigabytes (zip bombs, PDF flate bombs) o
 (billion laughs). The checks here refuse such files from what they declare, before a parser runs, and again
 while reading, so a lying header cannot get past them. Limits scale with the max document size
 (POLICYBOT_MAX_DOCUMENT_MB). A refusal is an UnsafeDocument whose reason reads after the file name
-("leave.docx is ..."); knowledge.loaders turns it into a DocumentError.
+("leave.docx is ..."); knowledge.loaders.load turns it into a DocumentError.
 """
 
 from __future__ import annotations

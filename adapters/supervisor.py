@@ -26,7 +26,7 @@ import tempfile
 import time
 from typing import Callable
 
-from bot import services
+from bot import embedded_services as services
 from bot.config import Settings
 from knowledge import migrate
 from knowledge.db import make_engine

@@ -22,7 +22,7 @@ from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadRes
 from bot.extractive import EXTRACTIVE_VERSION, extract_answer
 from bot.llm import LLM, LLMError
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
-from bot.registry import answer_state
+from bot.answer_state import answer_state
 from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
 from bot.turns import Turns

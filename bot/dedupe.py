@@ -27,11 +27,3 @@ def claim(client: redis.Redis, platform: str, event_id: str, ttl_s: int = DEFAUL
     if not first:
         metrics.events_deduplicated.labels(platform).inc()
     return first
-
-
-def release(client: redis.Redis, platform: str, event_id: str) -> None:
-    """Give a claim back (the event could not be handled, so a retry should be)."""
-    try:
-        client.delete(f"policybot:event:{platform}:{event_id}")
-    except redis.RedisError:
-        pass

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from bot import services
+from bot import embedded_services
 from bot.config import Settings
 from knowledge import index, migrate
 from knowledge.db import make_engine, make_sessionmaker
@@ -26,7 +26,6 @@ class Runtime:
     sessions: sessionmaker
     redis: redis.Redis
     embedder: Embedder
-    extras: dict = field(default_factory=dict)  # per-process singletons other layers attach (LLM pool, metrics)
 
     @cached_property
     def openai(self):
@@ -64,14 +63,14 @@ def make_embedder(settings: Settings) -> Embedder:
 
 def build_runtime(settings: Settings, apply_migrations: bool = True) -> Runtime:
     """Connect everything; raises EmbeddingMismatch when the stored index needs `policybot reindex`."""
-    engine = make_engine(services.database_url(settings))
+    engine = make_engine(embedded_services.database_url(settings))
     if apply_migrations:
         migrate.upgrade(engine)
     runtime = Runtime(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        redis=services.redis_client(settings),
+        redis=embedded_services.redis_client(settings),
         embedder=make_embedder(settings),
     )
     with runtime.sessions() as session:

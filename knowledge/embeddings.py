@@ -85,12 +85,6 @@ class OpenAIEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._embed(texts)
 
-    def probe_dim(self) -> int:
-        """The model's dimension, asked of the endpoint once (needed before the first index is built)."""
-        if not self.dim:
-            self.embed_query("dimension probe")
-        return self.dim
-
 
 class EmbeddingMismatch(RuntimeError):
     """The stored index was built with another model or dimension than the configured one."""

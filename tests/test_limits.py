@@ -36,5 +36,7 @@ def test_event_dedupe_claims_once(redis_client):
     assert not dedupe.claim(redis_client, "slack", "Ev1")
     assert counter._value.get() == before + 1
     assert dedupe.claim(redis_client, "teams", "Ev1")
-    dedupe.release(redis_client, "slack", "Ev1")
+    # A claim is a key that expires: once it is gone, the event id can be claimed again.
+    assert 0 < redis_client.ttl("policybot:event:slack:Ev1") <= dedupe.DEFAULT_TTL_S
+    redis_client.delete("policybot:event:slack:Ev1")
     assert dedupe.claim(redis_client, "slack", "Ev1")

@@ -80,7 +80,7 @@ def test_ingest_json_is_only_json(served, tmp_path):
 def test_verbose_shows_the_logs(served, args, extra):
     done = policybot(*args, env={**served, **extra})
     assert done.returncode == 0
-    assert "INFO bot.services: database: using DATABASE_URL server" in done.stderr
+    assert "INFO bot.embedded_services: database: using DATABASE_URL server" in done.stderr
 
 
 def test_errors_are_one_line_and_fail(served, tmp_path):

@@ -60,7 +60,7 @@ def _runtime(settings: Settings) -> Runtime:
 
 
 def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import services
+    from bot import embedded_services as services
 
     engine = make_engine(services.database_url(settings))
     migrate.upgrade(engine, args.revision)
@@ -69,7 +69,7 @@ def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_downgrade(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import services
+    from bot import embedded_services as services
 
     engine = make_engine(services.database_url(settings))
     migrate.downgrade(engine, args.revision)
@@ -156,7 +156,7 @@ def search_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def reindex_command(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import services
+    from bot import embedded_services as services
     from bot.runtime import make_embedder
     from knowledge.db import make_sessionmaker
 

@@ -40,7 +40,7 @@ from bot.citations import MARKER, marker_numbers
 from bot.finetune import registry
 from bot.finetune.registry import ModelInfo, RegistryError
 from knowledge.evaluation import EvalQuestion, is_expected_section, load_questions
-from bot.registry import answer_state
+from bot.answer_state import answer_state
 from knowledge.retrieval import search
 
 GATE_METRICS = ("citation_validity", "grounded_rate", "correct_refusal_rate", "answer_key_hit_rate",

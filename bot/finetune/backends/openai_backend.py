@@ -15,7 +15,6 @@ from bot.finetune.registry import ModelInfo
 from bot.finetune.validate import validate_file
 
 PROVIDER = "openai"
-RUNNING = ("validating_files", "queued", "running", "pending")
 EVENTS_KEPT = 20
 
 

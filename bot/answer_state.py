@@ -1,4 +1,5 @@
-"""The model registry's read side for the answer core: which chat model is active right now."""
+"""What the answer core reads before each uncached question: the corpus version and the active chat model
+(the model registry's read side; the registry itself is bot/finetune/registry.py)."""
 
 from __future__ import annotations
 

@@ -77,8 +77,8 @@ async def work(bot: PolicyBot, stop: asyncio.Event | None = None) -> None:
     try:
         await consume(client, handlers, stop, concurrency=max(16, 2 * settings.llm_concurrency))
         if slack is not None:
-            await slack.drain()
-        await teams.drain()
+            await slack.background.drain()
+        await teams.background.drain()
     finally:
         if slack is not None:
             await slack.client.session.close()

@@ -40,9 +40,7 @@ GROUP = "answer-workers"
 MAX_LEN = 100_000
 RECLAIM_IDLE_MS = 60_000
 BATCH = 32
-CHECK_EVERY_S = 0.5
-BUSY_MESSAGE = ("I'm getting a lot of questions right now and couldn't look into this one. "
-                "Please ask me again in a minute.")  # while full, how often put() looks at the counter again
+CHECK_EVERY_S = 0.5  # how often put() reads the oldest waiting turn's age from the stream
 
 Handler = Callable[[dict], Awaitable[None]]
 

@@ -26,7 +26,8 @@ from sqlalchemy import text
 from adapters import answer_worker
 from adapters.server import build_app
 from adapters.slack.app import QUESTION_TURN
-from adapters.turn_queue import BUSY_MESSAGE, GROUP, STREAM, TurnQueue, ensure_group
+from adapters.background import BUSY_MESSAGE
+from adapters.turn_queue import GROUP, STREAM, TurnQueue, ensure_group
 from adapters.slack.http import SLACK_KEY
 from adapters.teams.http import TEAMS_KEY
 from bot.core import PolicyBot
@@ -124,7 +125,7 @@ class Served:
     async def idle(self, timeout_s: float = 30.0) -> None:
         """Bounded wait until no Slack or Teams background work is left."""
         deadline = time.monotonic() + timeout_s
-        while self.app[SLACK_KEY].tasks or self.app[TEAMS_KEY].pending:
+        while self.app[SLACK_KEY].background.tasks or self.app[TEAMS_KEY].background.tasks:
             assert time.monotonic() < deadline, "background work still running"
             await asyncio.sleep(0.02)
 
@@ -321,7 +322,7 @@ def test_queued_questions_are_acknowledged_by_the_server_and_answered_once_by_a_
             assert await served.teams(activity) == 202
             await asyncio.sleep(0.3)
             assert fake_slack.calls_to("chat.postMessage") == [] and connector.messages() == []
-            assert redis_client.xlen(STREAM) == 4 and not served.app[SLACK_KEY].tasks
+            assert redis_client.xlen(STREAM) == 4 and not served.app[SLACK_KEY].background.tasks
 
             stop = asyncio.Event()
             worker = asyncio.create_task(answer_worker.work(bot, stop))

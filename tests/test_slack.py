@@ -123,7 +123,7 @@ async def test_forged_and_stale_requests_get_401(slack_bot, fake_slack):
 @run_async
 async def test_mention_is_answered_in_its_thread_with_sources_and_feedback_buttons(slack_bot, fake_slack, tmp_path,
                                                                                   monkeypatch):
-    monkeypatch.setattr("adapters.slack.app.STATUS_DELAY_S", 0.0)  # any answer counts as slow: status first
+    monkeypatch.setattr("adapters.background.INDICATOR_DELAY_S", 0.0)  # any answer counts as slow: status first
     load_leave(slack_bot.runtime, tmp_path)
     mention = app_mention("How many vacation days do I get?", user="U1", channel="C1")
     async with serving(slack_bot) as slack:
@@ -153,7 +153,7 @@ async def test_mention_is_answered_in_its_thread_with_sources_and_feedback_butto
 
 @run_async
 async def test_direct_message_is_answered(slack_bot, fake_slack, tmp_path, monkeypatch):
-    monkeypatch.setattr("adapters.slack.app.STATUS_DELAY_S", 30.0)  # any answer counts as quick: no status
+    monkeypatch.setattr("adapters.background.INDICATOR_DELAY_S", 30.0)  # any answer counts as quick: no status
     load_leave(slack_bot.runtime, tmp_path)
     dm = message("When do I need a doctor's note?", user="U7", channel="D7")
     async with serving(slack_bot) as slack:
@@ -256,14 +256,14 @@ async def test_ack_comes_before_a_slow_answer_and_shutdown_waits_for_it(llm_poli
         adapter = slack.client.server.app[SLACK_KEY]
         await slack.event(app_mention("hello"))  # warm-up (smalltalk, no LLM): the first request pays for auth.test
         await fake_slack.wait_for("chat.postMessage")
-        await adapter.drain()
+        await adapter.background.drain()
         reply = await slack.event(app_mention("How many vacation days do I get?"))
         assert reply.status == 200 and reply.elapsed_s < 0.5, reply.elapsed_s  # measured ~10 ms
         assert len(fake_slack.calls_to("chat.postMessage")) == 1  # the answer is still being written
-        assert len(adapter.tasks) == 1
+        assert len(adapter.background.tasks) == 1
     # Shutting down waited for the answer instead of dropping it.
     posts = fake_slack.calls_to("chat.postMessage")
-    assert len(posts) == 2 and "25 days" in posts[1].args["text"] and not adapter.tasks
+    assert len(posts) == 2 and "25 days" in posts[1].args["text"] and not adapter.background.tasks
 
 
 @run_async

@@ -108,10 +108,10 @@ class RunningApp:
         endpoint = self.app[TEAMS_KEY]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not endpoint.pending:
+            if not endpoint.background.tasks:
                 return
             time.sleep(0.02)
-        raise AssertionError(f"{len(endpoint.pending)} Teams turn(s) still running after {timeout_s}s")
+        raise AssertionError(f"{len(endpoint.background.tasks)} Teams turn(s) still running after {timeout_s}s")
 
 
 _ids = itertools.count(1700000000000)
@@ -219,7 +219,7 @@ def _ask(teams, connector, question: str, **kwargs):
 
 
 def test_personal_question_gets_cited_answer_with_feedback_loop(teams, connector, runtime, tmp_path, monkeypatch):
-    monkeypatch.setattr("adapters.teams.bot.TYPING_DELAY_S", 30.0)  # any answer counts as quick
+    monkeypatch.setattr("adapters.background.INDICATOR_DELAY_S", 30.0)  # any answer counts as quick
     _load(runtime, tmp_path, ("leave.md", LEAVE, "https://intranet.example.com/policies/leave"),
           ("expenses.md", EXPENSES, None))
     activity, reply = _ask(teams, connector, "How many vacation days do I get?")
@@ -264,7 +264,7 @@ def test_turns_reuse_the_connector_client_and_its_connections(teams, connector, 
 
 def test_slow_llm_answer_keeps_typing_and_is_cited(llm_policybot, fake_openai, connector, tmp_path, monkeypatch):
     monkeypatch.setattr("adapters.teams.bot.TYPING_PERIOD_S", 0.2)
-    monkeypatch.setattr("adapters.teams.bot.TYPING_DELAY_S", 0.1)
+    monkeypatch.setattr("adapters.background.INDICATOR_DELAY_S", 0.1)
     fake_openai.delay_s = 0.9
     runtime = llm_policybot.runtime
     _load(runtime, tmp_path, ("leave.md", LEAVE, "https://intranet.example.com/policies/leave"))

@@ -2,11 +2,11 @@
 
 Acknowledging fast: the app runs with process_before_response=True, so bolt answers Slack's HTTP request as
 soon as a listener returns, and every listener returns at once: it acks and hands the slow part (the answer,
-the download, the database) to a background task. The adapter keeps a reference to each task and `drain()`
-waits for them on shutdown, so a question that was acknowledged is also answered.
+the download, the database) to `self.background` (adapters.background: the tasks, their drain at shutdown, and
+the hand-off to answer workers), so a question that was acknowledged is also answered.
 
 Exactly once: Slack resends an event it thinks was not acknowledged (X-Slack-Retry-Num). Bolt itself does not
-look at that header, so every event is claimed by its event_id in Redis (bot.dedupe) before it is answered;
+look at that header, so every event is claimed by its event_id (PolicyBot.turns) before it is answered;
 the claim is shared by all bot processes, so a retry that lands on another process is dropped as well.
 """
 
@@ -18,7 +18,6 @@ import re
 from typing import Awaitable, Callable
 
 import aiohttp
-import redis
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -28,23 +27,18 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot import dedupe
 from bot.core import PolicyBot
-from bot.interactions import HISTORY_WINDOW
 
+from adapters import background
+from adapters.background import BUSY_MESSAGE, Background
 from adapters.message_log import log_question
 from adapters.slack import render, uploads
-from adapters.turn_queue import BUSY_MESSAGE, Put, TurnQueue
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
-STATUS = "Searching the handbook…"
-# An answer ready sooner than this (a cache hit, most extractive answers) is posted without first setting the
-# thread status: nothing for the user to wait for, and one Web API call less per question.
-STATUS_DELAY_S = 0.4
+STATUS = "Searching the handbook…"  # shown only for answers not ready within background.INDICATOR_DELAY_S
 RATE_LIMIT_RETRIES = 3
-DRAIN_TIMEOUT_S = 25.0  # below `policybot serve`'s 30 s shutdown timeout
 # Errors after which the answer goes to the asker's DM instead of the thread it was asked in.
 UNREACHABLE_CHANNEL = frozenset({"channel_not_found", "not_in_channel", "is_archived", "restricted_action",
                                  "thread_not_found", "message_not_found"})
@@ -73,8 +67,7 @@ class SlackAdapter:
         self.bot = bot
         self.settings = bot.settings
         self.run_blocking = run_blocking
-        self.tasks: set[asyncio.Task] = set()
-        self.queue: TurnQueue | None = None  # set when answer workers answer the questions (adapters.turn_queue)
+        self.background = Background(PLATFORM)  # its queue is set when answer workers answer the questions
         self.client = make_client(self.settings)
         self.upload_limit = min(uploads.SLACK_FILE_LIMIT, self.settings.max_document_bytes)
         self.app = AsyncApp(
@@ -100,32 +93,6 @@ class SlackAdapter:
         app.action(render.FEEDBACK_ACTION)(self.on_feedback)
         app.view(render.FEEDBACK_MODAL)(self.on_feedback_submission)
         app.view(uploads.UPLOAD_MODAL)(self.on_upload_submission)
-
-    def spawn(self, coro: Awaitable, name: str) -> asyncio.Task:
-        """Run work after the ack; the task is kept until it finishes and awaited by drain()."""
-        task = asyncio.get_running_loop().create_task(coro, name=f"slack-{name}")
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("Slack task %s failed", task.get_name(), exc_info=task.exception())
-
-    async def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
-        """Wait for the background work (answers being posted, uploads) to finish; cancel what overstays."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.tasks:
-            left = deadline - loop.time()
-            if left <= 0:
-                for task in list(self.tasks):
-                    log.warning("cancelling unfinished Slack task %s at shutdown", task.get_name())
-                    task.cancel()
-                await asyncio.gather(*self.tasks, return_exceptions=True)
-                break
-            await asyncio.wait(set(self.tasks), timeout=left)
 
     # ------------------------------------------------------------------------------------------ questions
 
@@ -157,13 +124,7 @@ class SlackAdapter:
     async def hand_off(self, turn: dict) -> None:
         """Answer a question (the keyword arguments of answer()): in an answer worker when there are some, else
         in this process after the ack."""
-        put = await self.queue.put(QUESTION_TURN, turn) if self.queue is not None else Put.UNAVAILABLE
-        if put is Put.QUEUED:
-            return
-        if put is Put.FULL:
-            self.spawn(self.say_busy(**turn), "busy")
-            return
-        self.spawn(self.answer(**turn), "answer")
+        await self.background.hand_off(QUESTION_TURN, turn, lambda: self.answer(**turn), lambda: self.say_busy(**turn))
 
     async def say_busy(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
                        only_if_engaged: bool = False) -> None:
@@ -175,10 +136,10 @@ class SlackAdapter:
 
     async def _take(self, event_id: str | None, channel: str, thread_ts: str, only_if_engaged: bool) -> bool:
         """Whether this process replies to the question: it is for the bot, and no one has taken it yet."""
-        redis_client = self.bot.runtime.redis
-        if only_if_engaged and not await asyncio.to_thread(_is_engaged, redis_client, channel, thread_ts):
+        turns = self.bot.turns
+        if only_if_engaged and not await asyncio.to_thread(turns.answered_in_thread, PLATFORM, channel, thread_ts):
             return False
-        if event_id and not await asyncio.to_thread(dedupe.claim, redis_client, PLATFORM, event_id):
+        if event_id and not await asyncio.to_thread(turns.claim_event, PLATFORM, event_id):
             log.info("Slack event %s was already handled; not answering it again", event_id)
             return False
         return True
@@ -190,8 +151,8 @@ class SlackAdapter:
         log_question(self.settings, PLATFORM, user, question)
         work = asyncio.ensure_future(
             self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}"))
-        finished, _ = await asyncio.wait({work}, timeout=STATUS_DELAY_S)
-        status_shown = not finished and await self.set_status(channel, thread_ts, STATUS)
+        quick = await background.ready_within(work, background.INDICATOR_DELAY_S)
+        status_shown = not quick and await self.set_status(channel, thread_ts, STATUS)
         answer = await work
         message = render.render_answer(answer)
         posted = await self.post(channel, thread_ts, message, user)
@@ -205,7 +166,7 @@ class SlackAdapter:
         except Exception:  # the answer is out; only the message ↔ interaction link is missing
             log.exception("could not remember the Slack message of interaction %s", answer.interaction_id)
         if where == channel:
-            await asyncio.to_thread(_mark_engaged, self.bot.runtime.redis, channel, thread_ts)
+            await asyncio.to_thread(self.bot.turns.mark_thread_answered, PLATFORM, channel, thread_ts)
 
     async def set_status(self, channel: str, thread_ts: str, status: str) -> bool:
         """The thread's "is typing" style status, where Slack offers it (agent threads); quietly skipped elsewhere."""
@@ -255,13 +216,13 @@ class SlackAdapter:
     async def on_home_opened(self, event: dict) -> None:
         # Agent messaging: the Messages tab is the agent's DM; prompts pin to its top (no thread_ts).
         if event.get("tab") == "messages" and event.get("channel"):
-            self.spawn(self.suggest_prompts(event["channel"], None), "prompts")
+            self.background.spawn(self.suggest_prompts(event["channel"], None), "prompts")
 
     async def on_assistant_thread_started(self, event: dict) -> None:
         # The older assistant messaging experience: prompts belong to the new thread.
         thread = event.get("assistant_thread") or {}
         if thread.get("channel_id") and thread.get("thread_ts"):
-            self.spawn(self.suggest_prompts(thread["channel_id"], thread["thread_ts"]), "prompts")
+            self.background.spawn(self.suggest_prompts(thread["channel_id"], thread["thread_ts"]), "prompts")
 
     async def suggest_prompts(self, channel: str, thread_ts: str | None) -> None:
         try:
@@ -287,8 +248,8 @@ class SlackAdapter:
         container = body.get("container") or {}
         channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
         thread_ts = (body.get("message") or {}).get("thread_ts") or container.get("thread_ts")
-        self.spawn(self.record_vote(interaction_id, user, rating, channel, thread_ts, body.get("trigger_id")),
-                   "feedback")
+        vote = self.record_vote(interaction_id, user, rating, channel, thread_ts, body.get("trigger_id"))
+        self.background.spawn(vote, "feedback")
 
     async def record_vote(self, interaction_id: str, user: str, rating: int, channel: str | None,
                           thread_ts: str | None, trigger_id: str | None) -> None:
@@ -307,7 +268,7 @@ class SlackAdapter:
         user = (body.get("user") or {}).get("id")
         if not metadata.get("interaction_id") or not user or not (comment or correction):
             return
-        self.spawn(self.record_correction(metadata, user, comment, correction), "correction")
+        self.background.spawn(self.record_correction(metadata, user, comment, correction), "correction")
 
     async def record_correction(self, metadata: dict, user: str, comment: str | None,
                                 correction: str | None) -> None:
@@ -344,20 +305,20 @@ class SlackAdapter:
             await ack(text=render.help_text(name), response_type="ephemeral")
         elif sub == "list":
             await ack()
-            self.spawn(self.list_documents(command), "list")
+            self.background.spawn(self.list_documents(command), "list")
         elif sub in ("upload", "remove") and not self.bot.is_admin(user):
             await ack(text=NOT_ADMIN.format(what="upload documents" if sub == "upload" else "remove documents"),
                       response_type="ephemeral")
         elif sub == "upload":
             await ack()
-            self.spawn(self.open_upload(command), "upload-form")
+            self.background.spawn(self.open_upload(command), "upload-form")
         elif sub == "remove":
             if not argument:
                 await ack(text=f"Say which document to remove, e.g. `{name} remove Travel Policy`. "
                                f"`{name} list` shows the titles.", response_type="ephemeral")
                 return
             await ack()
-            self.spawn(self.remove_document(command, argument), "remove")
+            self.background.spawn(self.remove_document(command, argument), "remove")
         else:
             await ack(text=f"I don't know `{render.escape(sub[:40])}`.\n" + render.help_text(name),
                       response_type="ephemeral")
@@ -409,7 +370,7 @@ class SlackAdapter:
             await ack(response_action="errors", errors={"link": "Use a web address starting with https://"})
             return
         await ack()  # closes the modal; the result comes as a DM
-        self.spawn(self.ingest(user, request), "ingest")
+        self.background.spawn(self.ingest(user, request), "ingest")
 
     async def ingest(self, user: str, request: uploads.UploadRequest) -> None:
         file = request.file
@@ -488,21 +449,3 @@ def strip_mention(text: str, bot_user_id: str | None) -> str:
 def mentions(text: str, user_id: str | None) -> bool:
     return bool(user_id) and re.search(rf"<@{re.escape(user_id)}(\|[^>]*)?>", text) is not None
 
-
-def _thread_key(channel: str, thread_ts: str) -> str:
-    return f"policybot:slack:thread:{channel}:{thread_ts}"
-
-
-def _mark_engaged(client: redis.Redis, channel: str, thread_ts: str) -> None:
-    """Remember that the bot answered in this thread (for replies that don't mention it)."""
-    try:
-        client.set(_thread_key(channel, thread_ts), 1, ex=int(HISTORY_WINDOW.total_seconds()))
-    except redis.RedisError as err:
-        log.warning("could not remember thread %s:%s: %s", channel, thread_ts, err)
-
-
-def _is_engaged(client: redis.Redis, channel: str, thread_ts: str) -> bool:
-    try:
-        return bool(client.exists(_thread_key(channel, thread_ts)))
-    except redis.RedisError:
-        return False

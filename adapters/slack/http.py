@@ -47,7 +47,7 @@ def add_routes(app: web.Application, bot: PolicyBot) -> SlackAdapter | None:
         return None
 
     adapter = SlackAdapter(bot, functools.partial(run_blocking, app), verify_requests=http_mode)
-    adapter.queue = app.get(QUEUE_KEY)
+    adapter.background.queue = app.get(QUEUE_KEY)
     app[SLACK_KEY] = adapter
     app.on_startup.append(_open_http_session)
     app.on_cleanup.append(_close_http_session)
@@ -193,4 +193,4 @@ async def _shutdown(app: web.Application) -> None:
             await handler.close_async()
         except Exception:  # shutting down anyway; the answers below still matter more
             log.exception("closing the Slack Socket Mode connection failed")
-    await app[SLACK_KEY].drain()
+    await app[SLACK_KEY].background.drain()

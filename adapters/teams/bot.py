@@ -23,10 +23,10 @@ from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
+from adapters import background
+from adapters.background import BUSY_MESSAGE
 from adapters.message_log import log_question
 from adapters.teams import render, uploads
-from adapters.turn_queue import BUSY_MESSAGE
-from bot import dedupe
 from bot.contract import Answer
 from bot.core import PolicyBot
 
@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 PLATFORM = "teams"
 FEEDBACK_INVOKE = "message/submitAction"
 TYPING_PERIOD_S = 3.0
-# An answer ready sooner than this (a cache hit, most extractive answers) goes out without a typing indicator:
-# nothing for the user to wait for, and one connector call less per question.
-TYPING_DELAY_S = 0.4
 _RATINGS = {"like": 1, "dislike": -1}
 _COMMAND = re.compile(r"^\s*/?(help|list|remove|upload|ask)\b[\s:]*(.*)$", re.I | re.S)
 
@@ -140,7 +137,7 @@ class PolicyTeamsBot(TeamsActivityHandler):
         log_question(self.core.settings, PLATFORM, user_id, question)
         answer: Answer = await self._typing_while(
             turn_context, self.run(self.core.answer, question, user_id, PLATFORM, activity.conversation.id),
-            delay_s=TYPING_DELAY_S)
+            delay_s=background.INDICATOR_DELAY_S)
         response = await turn_context.send_activity(render.answer_activity(answer))
         if response is not None and response.id and answer.rateable:
             try:
@@ -259,7 +256,7 @@ class PolicyTeamsBot(TeamsActivityHandler):
 
     async def _typing_while(self, turn_context: TurnContext, work: Awaitable[Any], delay_s: float = 0.0) -> Any:
         """Show "typing…" until the work is done (Teams shows one indicator for a few seconds, so repeat it),
-        unless it is done within `delay_s`.
+        unless it is done within `delay_s` (answers: background.INDICATOR_DELAY_S).
 
         The first indicator is sent (awaited) before the result is used, so it never arrives after the reply."""
         done = asyncio.Event()
@@ -282,10 +279,8 @@ class PolicyTeamsBot(TeamsActivityHandler):
                         return
 
         work = asyncio.ensure_future(work)  # starts now; the indicator goes out meanwhile
-        if delay_s > 0:
-            finished, _ = await asyncio.wait({work}, timeout=delay_s)
-            if finished:
-                return work.result()
+        if await background.ready_within(work, delay_s):
+            return work.result()
         if not await send_typing():
             return await work
         typing = asyncio.create_task(keep_typing())
@@ -300,7 +295,7 @@ class PolicyTeamsBot(TeamsActivityHandler):
         if not activity.id:
             return True
         key = f"{activity.conversation.id if activity.conversation else ''}|{activity.id}"
-        claimed = await self.run(dedupe.claim, self.core.runtime.redis, PLATFORM, key)
+        claimed = await self.run(self.core.turns.claim_event, PLATFORM, key)
         if not claimed:
             log.info("duplicate Teams activity %s ignored", key)
         return claimed

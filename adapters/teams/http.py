@@ -21,7 +21,6 @@ are handled inline, as their HTTP response is the answer. Background turns are a
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
@@ -38,10 +37,10 @@ from msrest.serialization import Model
 from msrest.universal_http.requests import ClientRetryPolicy
 
 from adapters.server import QUEUE_KEY, run_blocking
-from adapters.teams.bot import PolicyTeamsBot
+from adapters.teams.bot import PLATFORM, PolicyTeamsBot
 from adapters.teams.clients import ReusedClients, ReusingAuthentication
 from adapters.teams.render import text_activity
-from adapters.turn_queue import Put, TurnQueue
+from adapters.background import Background
 from bot.config import Settings
 from bot.core import PolicyBot
 
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 
 ROUTE = "/api/messages"
 ACTIVITY_TURN = "teams_activity"  # the kind of queued turn an answer worker runs with TeamsEndpoint.run_queued
-DRAIN_S = 25.0  # under `policybot serve`'s 30 s shutdown timeout
 APP_TYPES = {"multitenant": "MultiTenant", "singletenant": "SingleTenant", "userassignedmsi": "UserAssignedMSI"}
 
 
@@ -93,8 +91,8 @@ class TeamsEndpoint:
     bot: PolicyTeamsBot
     anonymous: bool
     clients: ReusedClients = field(default_factory=ReusedClients)
-    queue: TurnQueue | None = None  # set when answer workers run the turns (adapters.turn_queue)
-    pending: set[asyncio.Task] = field(default_factory=set)
+    # Message turns after the 202; its queue is set when answer workers run the turns (adapters.turn_queue).
+    background: Background = field(default_factory=lambda: Background(PLATFORM))
 
     async def handle(self, request: web.Request) -> web.Response:
         if self.anonymous and not _direct_local_request(request):
@@ -136,14 +134,9 @@ class TeamsEndpoint:
                 return _error(500, "the bot failed")
             return invoke_http_response(response)
 
-        put = (await self.queue.put(ACTIVITY_TURN, queued_turn(auth_result, body)) if self.queue is not None
-               else Put.UNAVAILABLE)
-        if put is Put.QUEUED:
-            return web.Response(status=202)
-        logic = self.bot.say_busy if put is Put.FULL else self.bot.on_turn
-        task = asyncio.create_task(self._turn(auth_result, activity, logic))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        await self.background.hand_off(ACTIVITY_TURN, queued_turn(auth_result, body),
+                                       lambda: self._turn(auth_result, activity, self.bot.on_turn),
+                                       lambda: self._turn(auth_result, activity, self.bot.say_busy))
         return web.Response(status=202)
 
     async def _turn(self, auth_result: AuthenticateRequestResult, activity: Activity, logic=None) -> None:
@@ -165,13 +158,7 @@ class TeamsEndpoint:
 
     async def drain(self, _app: web.Application | None = None) -> None:
         """Let turns in progress finish (answers being sent) before the process stops."""
-        if not self.pending:
-            return
-        _, still = await asyncio.wait(set(self.pending), timeout=DRAIN_S)
-        for task in still:
-            task.cancel()
-        if still:
-            log.warning("cancelled %d Teams turns still running at shutdown", len(still))
+        await self.background.drain()
 
 
 TEAMS_KEY = web.AppKey("teams", TeamsEndpoint)
@@ -230,7 +217,7 @@ def build_endpoint(core: PolicyBot, run=None) -> TeamsEndpoint:
 
 def add_routes(app: web.Application, bot: PolicyBot) -> None:
     endpoint = build_endpoint(bot, partial(run_blocking, app))
-    endpoint.queue = app.get(QUEUE_KEY)
+    endpoint.background.queue = app.get(QUEUE_KEY)
     app[TEAMS_KEY] = endpoint
     app.router.add_post(ROUTE, endpoint.handle)
     app.on_shutdown.append(endpoint.drain)

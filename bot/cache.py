@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+from typing import Protocol
 
 import redis
 
@@ -29,6 +30,21 @@ def cache_key(question: str, corpus_version: int, model: str, prompt_version: st
         "\x1f".join((normalize_question(question), str(corpus_version), model, prompt_version)).encode()
     ).hexdigest()
     return f"policybot:answer:{digest}"
+
+
+class AnswerCacheProtocol(Protocol):
+    """What the core needs of an answer cache (PolicyBot's `cache` argument): AnswerCache in production;
+    evaluation passes one that never hits. Values are `Answer.to_cache()` dicts."""
+
+    def get(self, key: str) -> dict | None: ...
+
+    def put(self, key: str, value: dict) -> None: ...
+
+    def claim(self, key: str, ttl_s: float) -> bool: ...
+
+    def release(self, key: str) -> None: ...
+
+    def wait(self, key: str, timeout_s: float) -> dict | None: ...
 
 
 class AnswerCache:

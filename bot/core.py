@@ -12,15 +12,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import replace
 
 from bot import feedback as feedback_store
 from bot import followup, interactions, metrics, ratelimit, router
-from bot.cache import AnswerCache, cache_key
+from bot.cache import AnswerCache, AnswerCacheProtocol, cache_key
 from bot.citations import has_citation, renumber
 from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadResult
 from bot.extractive import EXTRACTIVE_VERSION, extract_answer
-from bot.llm import LLM, LLMError
+from bot.llm import LLM, LLMError, LLMProtocol
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
 from bot.answer_state import answer_state
 from bot.relevance import Calibrator, judge
@@ -34,18 +35,29 @@ from knowledge.retrieval import Passage, search
 log = logging.getLogger(__name__)
 
 EXTRACTIVE_MODEL = "extractive"
-# The per-user rate limit protects the chat platforms; a local terminal user and evaluation runs are exempt.
-UNLIMITED_PLATFORMS = frozenset({"terminal", "eval"})
+# The per-user rate limit protects the chat platforms. A bot built without saying otherwise exempts a local
+# terminal user and evaluation runs (the CLI and benchmarks rely on it); evaluation passes its own set.
+DEFAULT_RATE_LIMIT_EXEMPT = frozenset({"terminal", "eval"})
 SNIPPET_CHARS = 240
 
 
+def llm_from_runtime(runtime: Runtime) -> LLM | None:
+    """The configured chat endpoint behind the process's concurrency bound; None without one (extractive)."""
+    return LLM(runtime.openai, runtime.settings.llm_concurrency) if runtime.openai is not None else None
+
+
 class PolicyBot:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, cache: AnswerCacheProtocol | None = None, llm: LLMProtocol | None = None,
+                 rate_limit_exempt: Collection[str] = DEFAULT_RATE_LIMIT_EXEMPT) -> None:
+        """`cache` and `llm` default to the runtime's (Redis, the configured endpoint or none); they are the
+        seams evaluation and tests replace, never attributes swapped on a live bot. `rate_limit_exempt`: the
+        platforms whose users the per-user rate limit leaves alone."""
         self.runtime = runtime
         self.settings = runtime.settings
-        self.cache = AnswerCache(runtime.redis, runtime.settings.cache_ttl_s)
+        self.cache = cache if cache is not None else AnswerCache(runtime.redis, runtime.settings.cache_ttl_s)
         self.brand_voice = load_brand_voice(runtime.settings.brand_voice_file)
-        self.llm = LLM(runtime.openai, runtime.settings.llm_concurrency) if runtime.openai is not None else None
+        self.llm = llm if llm is not None else llm_from_runtime(runtime)
+        self.rate_limit_exempt = frozenset(rate_limit_exempt)
         self.calibrator = Calibrator(runtime.embedder, runtime.redis)
         self.turns = Turns(runtime.redis)  # event claims and answered threads, for the adapters
 
@@ -87,7 +99,7 @@ class PolicyBot:
             question = question[:limit]
             notice = f"Your message was long, so I read only its first {limit:,} characters."
 
-        if platform not in UNLIMITED_PLATFORMS and not ratelimit.allow(self.runtime.redis, f"{platform}:{user_id}", self.settings.rate_limit_per_minute):
+        if platform not in self.rate_limit_exempt and not ratelimit.allow(self.runtime.redis, f"{platform}:{user_id}", self.settings.rate_limit_per_minute):
             metrics.rate_limited.inc()
             # Not recorded: a flood must not turn into a flood of database writes.
             return Answer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,13 @@ class Generation:
 
 class LLMError(RuntimeError):
     pass
+
+
+class LLMProtocol(Protocol):
+    """What the core needs of a chat model (PolicyBot's `llm` argument): LLM in production; evaluation wraps it
+    to keep the raw reply. Raises LLMError on any failure, which the core answers extractively."""
+
+    def complete(self, messages: list[dict], model: str, max_tokens: int = 600) -> Generation: ...
 
 
 class LLM:

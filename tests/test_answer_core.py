@@ -7,6 +7,7 @@ import redis
 from sqlalchemy import text
 
 from bot.cache import AnswerCache
+from bot.core import PolicyBot
 from bot.records import Interaction
 from knowledge.ingest import ingest_file
 from tests.fakes.openai_server import Scripted
@@ -99,9 +100,10 @@ def test_cache_hit_miss_and_invalidation_on_reingest(policybot, runtime, tmp_pat
     assert not third.cached and "28 days" in third.text
 
 
-def test_redis_down_still_answers(policybot, runtime, tmp_path):
+def test_redis_down_still_answers(runtime, tmp_path):
     _load(runtime, tmp_path, ("leave.md", LEAVE))
-    policybot.cache = AnswerCache(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), 60)
+    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    policybot = PolicyBot(runtime, cache=AnswerCache(unreachable, 60))
     answers = [policybot.answer("How many vacation days do I get?", "U1") for _ in range(2)]
     assert all(a.grounded and not a.cached and "25 days" in a.text for a in answers)
 

@@ -39,8 +39,9 @@ from pathlib import Path
 from bot.citations import MARKER, marker_numbers
 from bot.finetune import registry
 from bot.finetune.registry import ModelInfo, RegistryError
-from knowledge.evaluation import EvalQuestion, is_expected_section, load_questions
 from bot.answer_state import answer_state
+from bot.llm import Generation, LLMProtocol
+from knowledge.evaluation import EvalQuestion, is_expected_section, load_questions
 from knowledge.retrieval import search
 
 GATE_METRICS = ("citation_validity", "grounded_rate", "correct_refusal_rate", "answer_key_hit_rate",
@@ -57,29 +58,32 @@ def _marker_numbers(text: str) -> list[int]:
 
 
 class _NoCache:
-    """Evaluation answers neither come from nor go to the answer cache."""
+    """Evaluation answers neither come from nor go to the answer cache (an AnswerCacheProtocol)."""
 
-    def get(self, key):
+    def get(self, key: str) -> dict | None:
         return None
 
-    def put(self, key, value):
+    def put(self, key: str, value: dict) -> None:
         return None
 
-    def claim(self, key, ttl_s):  # every evaluated answer is computed, never waited for
+    def claim(self, key: str, ttl_s: float) -> bool:  # every evaluated answer is computed, never waited for
         return True
 
-    def release(self, key):
+    def release(self, key: str) -> None:
+        return None
+
+    def wait(self, key: str, timeout_s: float) -> dict | None:
         return None
 
 
 class _RecordingLLM:
-    """Wraps the core's LLM to keep the model's raw reply and the number of sources it was given."""
+    """Wraps the core's LLM (an LLMProtocol) to keep the model's raw reply and the number of sources it was given."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: LLMProtocol) -> None:
         self.inner = inner
         self.last: tuple[str, int] | None = None
 
-    def complete(self, messages, model, *args, **kwargs):
+    def complete(self, messages: list[dict], model: str, *args, **kwargs) -> Generation:
         generation = self.inner.complete(messages, model, *args, **kwargs)
         user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         self.last = (generation.text, len(_SOURCE_TAG.findall(user)))
@@ -133,20 +137,15 @@ def _rate(hits: int, total: int) -> float | None:
     return round(hits / total, 4) if total else None
 
 
-def evaluate_answers(runtime, questions: list[EvalQuestion], model: str | None = None, bot=None) -> EvalReport:
+def evaluate_answers(runtime, questions: list[EvalQuestion], model: str | None = None) -> EvalReport:
     """Run `questions` through the answer core with `model` (None: the model that would answer now)."""
-    from bot.core import PolicyBot
+    from bot.core import PolicyBot, llm_from_runtime  # bot.core is the layer above the registry's users
 
-    bot = bot or PolicyBot(runtime)
-    saved = (bot.cache, bot.llm)  # a caller's bot is lent, not changed
-    bot.cache = _NoCache()
-    recorder = _RecordingLLM(bot.llm) if bot.llm is not None else None
-    if recorder is not None:
-        bot.llm = recorder
-    try:
-        results = [_ask(bot, recorder, q, model) for q in questions]
-    finally:
-        bot.cache, bot.llm = saved
+    llm = llm_from_runtime(runtime)
+    recorder = _RecordingLLM(llm) if llm is not None else None
+    # A bot of its own: no cache, the recording LLM, and no rate limit for the evaluation user.
+    bot = PolicyBot(runtime, cache=_NoCache(), llm=recorder, rate_limit_exempt={EVAL_PLATFORM})
+    results = [_ask(bot, recorder, q, model) for q in questions]
     return _report(questions, results, model)
 
 
@@ -238,12 +237,12 @@ def resolve_model(runtime, ref: str) -> ModelInfo:
     return registry.get(runtime.sessions, ref)
 
 
-def evaluate_model(runtime, info: ModelInfo, questions: list[EvalQuestion], questions_file: str | None = None,
-                   bot=None) -> EvalReport:
+def evaluate_model(runtime, info: ModelInfo, questions: list[EvalQuestion],
+                   questions_file: str | None = None) -> EvalReport:
     """Evaluate one registry model and store the metrics on it."""
     if not info.model_id:
         raise RegistryError(f"{info.label} has no model to evaluate yet")
-    report = evaluate_answers(runtime, questions, model=info.model_id, bot=bot)
+    report = evaluate_answers(runtime, questions, model=info.model_id)
     metrics = {**report.metrics, **({"questions_file": questions_file} if questions_file else {})}
     registry.set_metrics(runtime.sessions, info.id, metrics)
     return report
@@ -307,7 +306,7 @@ class PromotionOutcome:
 
 
 def promote(runtime, ref: str, *, force: bool = False, questions_path: Path | None = None,
-            tolerance: float = 0.0, bot=None) -> PromotionOutcome:
+            tolerance: float = 0.0) -> PromotionOutcome:
     """Promote a candidate through the gate. With `questions_path` the candidate and the current model are
     evaluated first (and their metrics stored); otherwise their stored metrics are compared."""
     sessions = runtime.sessions
@@ -322,8 +321,8 @@ def promote(runtime, ref: str, *, force: bool = False, questions_path: Path | No
         questions = load_questions(questions_path)
         if reference is None:
             reference = registry.baseline(sessions, runtime.settings.chat_model, create_missing=True)
-        evaluate_model(runtime, candidate, questions, str(questions_path), bot)
-        evaluate_model(runtime, reference, questions, str(questions_path), bot)
+        evaluate_model(runtime, candidate, questions, str(questions_path))
+        evaluate_model(runtime, reference, questions, str(questions_path))
         candidate, reference = registry.get(sessions, candidate.id), registry.get(sessions, reference.id)
     reference_name = (f"the active model {reference.label}" if reference is not None and reference.status == "active"
                       else f"the base model {runtime.settings.chat_model}")

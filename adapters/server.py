@@ -5,6 +5,10 @@
     /healthz        PostgreSQL, Redis and LLM status; 503 when a required part is down
     /metrics        Prometheus
 
+The platforms are mounts the caller gives (adapters.platforms.PLATFORMS for `serve`): each gets the app and a
+`Mounting` (the core, the answer pool, the turn queue) and adds its routes and hooks. The server imports no
+platform module, so a platform may import from here without a cycle.
+
 Answers run on a bounded thread pool because the core is synchronous (SQLAlchemy, redis-py), or, with a turn
 queue (`serve --answer-workers M`), in answer-worker processes. State lives in PostgreSQL and Redis, so any
 number of these processes can run behind a load balancer.
@@ -17,6 +21,9 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,6 +40,21 @@ EXECUTOR_KEY = web.AppKey("executor", ThreadPoolExecutor)
 HEALTH_KEY = web.AppKey("health", HealthChecker)
 QUEUE_KEY = web.AppKey("turn_queue", TurnQueue)  # present when answer workers answer (adapters.turn_queue)
 MAX_BODY_BYTES = 2 * 1024 * 1024  # chat payloads are small; uploads are fetched by URL, not posted here
+
+RunBlocking = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Mounting:
+    """What the server gives each platform it mounts."""
+
+    bot: PolicyBot
+    run_blocking: RunBlocking  # a synchronous core call on the server's answer pool
+    queue: TurnQueue | None  # present when answer workers answer (adapters.turn_queue)
+
+
+# A platform: adds its routes and start-up/shutdown hooks to the app (adapters.slack.http.mount, ...).
+Mount = Callable[[web.Application, Mounting], object]
 
 
 def _platform(path: str) -> str:
@@ -75,7 +97,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(bot: PolicyBot, queue: TurnQueue | None = None) -> web.Application:
+def build_app(bot: PolicyBot, mounts: Sequence[Mount], queue: TurnQueue | None = None) -> web.Application:
+    """The aiohttp app with /healthz, /metrics and the given platforms, in order."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe])
     app[BOT_KEY] = bot
     if queue is not None:
@@ -89,14 +112,9 @@ def build_app(bot: PolicyBot, queue: TurnQueue | None = None) -> web.Application
     app[EXECUTOR_KEY] = answer_pool(bot.settings)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
-    for module in ("adapters.slack.http", "adapters.teams.http"):
-        try:
-            platform = __import__(module, fromlist=["add_routes"])
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("adapters."):
-                continue
-            raise
-        platform.add_routes(app, bot)
+    mounting = Mounting(bot=bot, run_blocking=partial(run_blocking, app), queue=queue)
+    for mount in mounts:
+        mount(app, mounting)
 
     async def close_executor(app: web.Application) -> None:
         # Cleanup runs after in-flight requests and background answers finished: nothing is cut off.

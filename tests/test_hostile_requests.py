@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from adapters.platforms import PLATFORMS
 from adapters.server import build_app
 from adapters.slack.http import SLACK_KEY
 from bot import logs
@@ -94,7 +95,7 @@ async def test_slack_file_on_a_host_not_allowed_is_refused_before_downloading(ru
 @pytest.fixture
 def teams_app(runtime):
     runtime.settings = runtime.settings.model_copy(update={"admins": [TEAMS_ADMIN], "download_hosts": ["127.0.0.1"]})
-    server = RunningApp(build_app(PolicyBot(runtime))).start()
+    server = RunningApp(build_app(PolicyBot(runtime), PLATFORMS)).start()
     yield server
     server.stop()
 
@@ -281,7 +282,7 @@ async def test_teams_activities_missing_what_a_turn_needs_get_400(policybot, con
     cases = {"type": without("type"), "conversation.id": without("conversation", "id"),
              "from.id": without("from", "id"), "serviceUrl": without("serviceUrl"),
              "conversation": without("conversation"), "from": without("from")}
-    async with TestClient(TestServer(build_app(policybot), host="127.0.0.1")) as client:
+    async with TestClient(TestServer(build_app(policybot, PLATFORMS), host="127.0.0.1")) as client:
         statuses = {}
         for name, activity in cases.items():
             response = await client.post("/api/messages", data=json.dumps(activity),
@@ -302,7 +303,7 @@ async def test_with_an_app_id_an_unauthenticated_incomplete_activity_is_still_40
         "microsoft_app_id": "3f1c2b4a-1111-4a2b-9c3d-123456789abc", "microsoft_app_password": "secret"})
     activity = message(connector, "How many vacation days do I get?")
     activity.pop("serviceUrl")
-    async with TestClient(TestServer(build_app(PolicyBot(runtime)), host="127.0.0.1")) as client:
+    async with TestClient(TestServer(build_app(PolicyBot(runtime), PLATFORMS), host="127.0.0.1")) as client:
         response = await client.post("/api/messages", data=json.dumps(activity),
                                      headers={"Content-Type": "application/json"})
     assert response.status == 401

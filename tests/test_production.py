@@ -24,6 +24,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
 from adapters import answer_worker
+from adapters.platforms import PLATFORMS
 from adapters.server import build_app
 from adapters.slack.app import QUESTION_TURN
 from adapters.background import BUSY_MESSAGE
@@ -81,7 +82,7 @@ class Served:
     """build_app on 127.0.0.1:<free port>, and a client that talks to it like Slack and Teams do."""
 
     def __init__(self, bot: PolicyBot, queue: TurnQueue | None = None) -> None:
-        self.app = build_app(bot, queue)
+        self.app = build_app(bot, PLATFORMS, queue)
         self.runner = web.AppRunner(self.app)
         self.session: aiohttp.ClientSession | None = None
         self.url = ""

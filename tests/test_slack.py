@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 
+from adapters.platforms import PLATFORMS
 from adapters.server import build_app
 from adapters.slack.http import SLACK_KEY
 from bot.core import PolicyBot
@@ -72,7 +73,7 @@ def slack_bot(runtime, fake_slack):
 @asynccontextmanager
 async def serving(bot: PolicyBot):
     """The bot's aiohttp app on 127.0.0.1; leaving the block shuts it down (and drains background answers)."""
-    async with TestClient(TestServer(build_app(bot), host="127.0.0.1")) as client:
+    async with TestClient(TestServer(build_app(bot, PLATFORMS), host="127.0.0.1")) as client:
         yield SlackSender(client, SECRET)
 
 
@@ -413,7 +414,7 @@ async def test_socket_mode_when_an_app_token_is_set(runtime, fake_slack, tmp_pat
         fake_slack.socket_url = str(socket_server.make_url("/link")).replace("http://", "ws://")
         runtime.settings = slack_settings(runtime.settings, fake_slack, slack_signing_secret=None,
                                           slack_app_token="xapp-1-A0POLICY-test")
-        async with TestClient(TestServer(build_app(PolicyBot(runtime)), host="127.0.0.1")) as client:
+        async with TestClient(TestServer(build_app(PolicyBot(runtime), PLATFORMS), host="127.0.0.1")) as client:
             assert (await client.post("/slack/events", data=b"{}")).status == 404  # HTTP mode is off
             ws = await asyncio.wait_for(connected.get(), 10)
             mention, event_id = app_mention("How many vacation days do I get?"), new_event_id()

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select, text
 
+from adapters.platforms import PLATFORMS
 from adapters.server import build_app
 from adapters.teams.http import TEAMS_KEY
 from bot.core import PolicyBot
@@ -178,7 +179,7 @@ def core(runtime):
 
 @pytest.fixture
 def teams(core):
-    server = RunningApp(build_app(core)).start()
+    server = RunningApp(build_app(core, PLATFORMS)).start()
     yield server
     server.stop()
 
@@ -268,7 +269,7 @@ def test_slow_llm_answer_keeps_typing_and_is_cited(llm_policybot, fake_openai, c
     fake_openai.delay_s = 0.9
     runtime = llm_policybot.runtime
     _load(runtime, tmp_path, ("leave.md", LEAVE, "https://intranet.example.com/policies/leave"))
-    server = RunningApp(build_app(llm_policybot)).start()
+    server = RunningApp(build_app(llm_policybot, PLATFORMS)).start()
     try:
         _, reply = _ask(server, connector, "How many vacation days do I get?")
     finally:
@@ -449,7 +450,7 @@ def test_bad_or_unreachable_attachment_gives_a_clear_error_and_ingests_nothing(t
 
 def test_upload_over_the_size_limit_is_refused(runtime, connector):
     runtime.settings = runtime.settings.model_copy(update={"admins": [ADMIN], "max_document_mb": 0.001})
-    server = RunningApp(build_app(PolicyBot(runtime))).start()
+    server = RunningApp(build_app(PolicyBot(runtime), PLATFORMS)).start()
     try:
         url = connector.add_file("travel.md", TRAVEL.encode() * 10, "text/markdown")
         server.post(message(connector, None, user=ADMIN, attachments=[file_attachment("travel.md", url)]))
@@ -536,7 +537,7 @@ def test_anonymous_mode_refuses_requests_relayed_from_elsewhere(teams, connector
 def test_unauthenticated_request_is_refused_when_an_app_id_is_set(runtime, connector):
     runtime.settings = runtime.settings.model_copy(update={
         "microsoft_app_id": "3f1c2b4a-1111-4a2b-9c3d-123456789abc", "microsoft_app_password": "secret"})
-    server = RunningApp(build_app(PolicyBot(runtime))).start()
+    server = RunningApp(build_app(PolicyBot(runtime), PLATFORMS)).start()
     try:
         question = message(connector, "How many vacation days do I get?")
         assert server.post(question)[0] == 401

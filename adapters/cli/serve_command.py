@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from adapters.answer_worker import run_answer_worker
+from adapters.platforms import PLATFORMS
 from adapters.server import build_app
 from adapters.supervisor import supervise
 from adapters.turn_queue import TurnQueue
@@ -67,7 +68,7 @@ def run_server(settings: Settings, reuse_port: bool, apply_migrations: bool = Tr
     runtime = build_runtime(settings, apply_migrations=apply_migrations)
     bot = PolicyBot(runtime)
     bot.warm_up()
-    app = build_app(bot, queue)
+    app = build_app(bot, PLATFORMS, queue)
     log.info("listening on %s:%d", settings.host, settings.port)
     try:
         web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30, reuse_port=reuse_port,

@@ -3,5 +3,5 @@
     app.py       the bolt AsyncApp and its listeners (events, /policy, feedback, modals)
     render.py    Answer → Block Kit blocks and fallback text; modals; pure functions
     uploads.py   the upload modal, and fetching the uploaded file from Slack safely
-    http.py      add_routes(): POST /slack/events on `policybot serve`, or Socket Mode
+    http.py      mount(): POST /slack/events on `policybot serve`, or Socket Mode
 """

@@ -13,7 +13,6 @@ answer pool is closed (the server's cleanup hook runs after this shutdown hook).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import logging
@@ -24,9 +23,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from adapters.server import QUEUE_KEY, run_blocking
+from adapters.server import Mounting
 from adapters.slack.app import SlackAdapter
-from bot.core import PolicyBot
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +34,9 @@ SOCKET_KEY = web.AppKey("slack_socket_mode", object)
 SIGNATURE_MAX_AGE_S = 5 * 60  # Slack's (and bolt's) replay window
 
 
-def add_routes(app: web.Application, bot: PolicyBot) -> SlackAdapter | None:
-    settings = bot.settings
+def mount(app: web.Application, mounting: Mounting) -> SlackAdapter | None:
+    """Slack on the app (adapters.server.Mount): HTTP events and/or Socket Mode, or nothing when unconfigured."""
+    settings = mounting.bot.settings
     http_mode = bool(settings.slack_signing_secret and settings.slack_bot_token)
     socket_mode = bool(settings.slack_app_token and settings.slack_bot_token)
     if not (http_mode or socket_mode):
@@ -46,8 +45,8 @@ def add_routes(app: web.Application, bot: PolicyBot) -> SlackAdapter | None:
                         "or SLACK_APP_TOKEN (Socket Mode)")
         return None
 
-    adapter = SlackAdapter(bot, functools.partial(run_blocking, app), verify_requests=http_mode)
-    adapter.background.queue = app.get(QUEUE_KEY)
+    adapter = SlackAdapter(mounting.bot, mounting.run_blocking, verify_requests=http_mode)
+    adapter.background.queue = mounting.queue
     app[SLACK_KEY] = adapter
     app.on_startup.append(_open_http_session)
     app.on_cleanup.append(_close_http_session)

@@ -1,6 +1,6 @@
 """The Microsoft Teams adapter (Bot Framework, botbuilder 4.17).
 
-    http.py     POST /api/messages: authentication, CloudAdapter, invoke responses, background turns
+    http.py     mount(): POST /api/messages: authentication, CloudAdapter, invoke responses, background turns
     bot.py      the TeamsActivityHandler: questions, mentions, commands, feedback invokes, admin uploads
     render.py   the core's plain values as Bot Framework activities (citations entity, feedback loop); pure
     uploads.py  file attachments sent in personal chat: find them and download them safely

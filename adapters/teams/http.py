@@ -25,7 +25,6 @@ import ipaddress
 import json
 import logging
 from dataclasses import dataclass, field
-from functools import partial
 
 import jwt
 from aiohttp import web
@@ -36,7 +35,7 @@ from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkA
 from msrest.serialization import Model
 from msrest.universal_http.requests import ClientRetryPolicy
 
-from adapters.server import QUEUE_KEY, run_blocking
+from adapters.server import Mounting
 from adapters.teams.bot import PLATFORM, PolicyTeamsBot
 from adapters.teams.clients import ReusedClients, ReusingAuthentication
 from adapters.teams.render import text_activity
@@ -215,9 +214,10 @@ def build_endpoint(core: PolicyBot, run=None) -> TeamsEndpoint:
     return TeamsEndpoint(adapter=adapter, auth=auth, bot=handler, anonymous=config.anonymous, clients=clients)
 
 
-def add_routes(app: web.Application, bot: PolicyBot) -> None:
-    endpoint = build_endpoint(bot, partial(run_blocking, app))
-    endpoint.background.queue = app.get(QUEUE_KEY)
+def mount(app: web.Application, mounting: Mounting) -> TeamsEndpoint:
+    """Teams on the app (adapters.server.Mount): always, in anonymous mode without MICROSOFT_APP_ID."""
+    endpoint = build_endpoint(mounting.bot, mounting.run_blocking)
+    endpoint.background.queue = mounting.queue
     app[TEAMS_KEY] = endpoint
     app.router.add_post(ROUTE, endpoint.handle)
     app.on_shutdown.append(endpoint.drain)

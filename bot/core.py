@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Collection
-from dataclasses import replace
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 
 from bot import feedback as feedback_store
 from bot import followup, interactions, metrics, ratelimit, router
@@ -39,6 +39,29 @@ EXTRACTIVE_MODEL = "extractive"
 # terminal user and evaluation runs (the CLI and benchmarks rely on it); evaluation passes its own set.
 DEFAULT_RATE_LIMIT_EXEMPT = frozenset({"terminal", "eval"})
 SNIPPET_CHARS = 240
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question on its way through PolicyBot's steps. A step that learns something returns a new Turn
+    (`replace`); `timings` is the one dict the steps share and fill in, in the order they run."""
+
+    question: str  # as asked: spaces collapsed, cut to max_question_chars
+    user_id: str
+    platform: str
+    conversation_id: str | None
+    started: float  # time.perf_counter() when answer() was called: "total" counts from here
+    notice: str | None = None  # shown with the answer: the message was cut, or how a follow-up was read
+    standalone: str | None = None  # the question as answered, after the follow-up rewrite (None before it)
+    corpus_version: int | None = None
+    model: str | None = None  # what answers: the active or overriding model, or "extractive"
+    cache_key: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rewritten(self) -> str | None:
+        """The standalone question when the rewrite changed the message (shown and recorded), else None."""
+        return self.standalone if self.standalone is not None and self.standalone != self.question else None
 
 
 def llm_from_runtime(runtime: Runtime) -> LLM | None:
@@ -91,15 +114,17 @@ class PolicyBot:
 
     def _answer(self, question: str, user_id: str, platform: str, conversation_id: str | None,
                 model_override: str | None, started: float) -> Answer:
-        timings: dict[str, float] = {}
         question = " ".join((question or "").split())
         notice = None
         limit = self.settings.max_question_chars
         if len(question) > limit:
             question = question[:limit]
             notice = f"Your message was long, so I read only its first {limit:,} characters."
+        turn = Turn(question=question, user_id=user_id, platform=platform, conversation_id=conversation_id,
+                    started=started, notice=notice)
 
-        if platform not in self.rate_limit_exempt and not ratelimit.allow(self.runtime.redis, f"{platform}:{user_id}", self.settings.rate_limit_per_minute):
+        if platform not in self.rate_limit_exempt and not ratelimit.allow(
+                self.runtime.redis, f"{platform}:{user_id}", self.settings.rate_limit_per_minute):
             metrics.rate_limited.inc()
             # Not recorded: a flood must not turn into a flood of database writes.
             return Answer(
@@ -115,81 +140,83 @@ class PolicyBot:
                 interaction_id=str(uuid.uuid4()), text=router.reply(kind, self.settings.hr_contact), sources=[],
                 grounded=True, cached=False, model="router", kind="smalltalk", notice=notice, question=question,
                 timings_ms={"total": _ms(started)},
-            ), platform, user_id, conversation_id, question, None, [], None, started=started)
+            ), turn)
 
-        t = time.perf_counter()
-        # Earlier turns are read only when the message looks like a follow-up: most questions skip the query.
-        history = (interactions.history(self.runtime.sessions, platform, conversation_id)
-                   if followup.looks_like_follow_up(question) else [])
-        llm_model = self.settings.chat_model
-        standalone = followup.rewrite(history, question, self.runtime.openai if self.llm else None, llm_model)
-        timings["rewrite"] = _ms(t)
-        rewritten = standalone if standalone != question else None
-        if rewritten:  # the user sees how their message was read, so a wrong merge is visible and can be retried
-            notice = " ".join(filter(None, (notice, f"Reading this as: “{rewritten}”")))
-
+        turn = self._rewrite(turn)
         t = time.perf_counter()
         with self.runtime.sessions() as session:
             corpus_version, active_model = answer_state(session)
         model = model_override or (active_model or self.settings.chat_model if self.llm else EXTRACTIVE_MODEL)
-        key = cache_key(standalone, corpus_version, model, f"{PROMPT_VERSION}/{EXTRACTIVE_VERSION}")
+        key = cache_key(turn.standalone, corpus_version, model, f"{PROMPT_VERSION}/{EXTRACTIVE_VERSION}")
+        turn = replace(turn, corpus_version=corpus_version, model=model, cache_key=key)
         hit = self.cache.get(key)
         metrics.observe_cache(hit is not None)
         claimed = hit is None and self.cache.claim(key, self._longest_answer_s())
         if hit is None and not claimed:  # the same question is being answered right now: wait for that answer
             hit = self.cache.wait(key, self._longest_answer_s())
-        timings["cache"] = _ms(t)
+        turn.timings["cache"] = _ms(t)
         if hit:
-            timings["total"] = _ms(started)
-            answer = Answer.from_cache(hit, str(uuid.uuid4()), timings)
-            answer = replace(answer, notice=notice, rewritten_question=rewritten)
-            return self._record(answer, platform, user_id, conversation_id, question, standalone, [], corpus_version,
-                                started=started)
+            turn.timings["total"] = _ms(started)
+            answer = Answer.from_cache(hit, str(uuid.uuid4()), turn.timings)
+            answer = replace(answer, notice=turn.notice, rewritten_question=turn.rewritten)
+            return self._record(answer, turn)
         try:
-            return self._answer_uncached(question, standalone, user_id, platform, conversation_id, model, key,
-                                         corpus_version, notice, timings, started)
+            return self._answer_uncached(turn)
         finally:
             if claimed:
                 self.cache.release(key)
+
+    def _rewrite(self, turn: Turn) -> Turn:
+        """The question as it stands alone: a follow-up is read with the earlier turns of its conversation."""
+        t = time.perf_counter()
+        # Earlier turns are read only when the message looks like a follow-up: most questions skip the query.
+        history = (interactions.history(self.runtime.sessions, turn.platform, turn.conversation_id)
+                   if followup.looks_like_follow_up(turn.question) else [])
+        llm_model = self.settings.chat_model
+        standalone = followup.rewrite(history, turn.question, self.runtime.openai if self.llm else None, llm_model)
+        turn.timings["rewrite"] = _ms(t)
+        turn = replace(turn, standalone=standalone)
+        if turn.rewritten:  # the user sees how their message was read, so a wrong merge is visible and can be retried
+            notice = " ".join(filter(None, (turn.notice, f"Reading this as: “{turn.rewritten}”")))
+            turn = replace(turn, notice=notice)
+        return turn
 
     def _longest_answer_s(self) -> float:
         """How long one answer can take: every LLM attempt timing out, plus retrieval."""
         return self.settings.llm_timeout_s * (self.settings.llm_max_retries + 1) + 5.0
 
-    def _answer_uncached(self, question: str, standalone: str, user_id: str, platform: str,
-                         conversation_id: str | None, model: str, key: str, corpus_version: int,
-                         notice: str | None, timings: dict[str, float], started: float) -> Answer:
+    def _answer_uncached(self, turn: Turn) -> Answer:
+        timings = turn.timings
         t = time.perf_counter()
-        query_vector = self.runtime.embedder.embed_query(standalone)
+        query_vector = self.runtime.embedder.embed_query(turn.standalone)
         timings["embed"] = _ms(t)
-        calibration = self.calibrator.calibration(self.runtime.sessions, corpus_version)
+        calibration = self.calibrator.calibration(self.runtime.sessions, turn.corpus_version)
         t = time.perf_counter()
         with self.runtime.sessions() as session:
-            passages = search(session, self.runtime.embedder, standalone, k=self.settings.top_k,
+            passages = search(session, self.runtime.embedder, turn.standalone, k=self.settings.top_k,
                               query_embedding=query_vector, background=calibration.background)
         timings["retrieve"] = _ms(t)
 
         relevance = judge(passages, calibration.threshold)
         usage = (None, None)
         if not relevance.relevant:
-            answer = self._refusal(standalone, model, notice)
+            answer = self._refusal(turn)
         else:
-            focus = question if standalone != question else None
-            answer, usage = self._generate(standalone, passages, model, notice, timings, focus)
-        timings["total"] = _ms(started)
-        answer = replace(answer, timings_ms=timings, rewritten_question=standalone if standalone != question else None)
+            answer, usage = self._generate(turn, passages)
+        timings["total"] = _ms(turn.started)
+        answer = replace(answer, timings_ms=timings, rewritten_question=turn.rewritten)
         if answer.kind in ("llm", "extractive", "refusal"):  # never cache a fallback: the LLM may be back next time
-            self.cache.put(key, answer.to_cache())
-        return self._record(answer, platform, user_id, conversation_id, question, standalone, passages,
-                            corpus_version, usage, started=started)
+            self.cache.put(turn.cache_key, answer.to_cache())
+        return self._record(answer, turn, passages, usage)
 
-    def _refusal(self, question: str, model: str, notice: str | None) -> Answer:
+    def _refusal(self, turn: Turn) -> Answer:
         text = ("I couldn't find that in our policies, so I don't want to guess. "
                 f"Please contact {self.settings.hr_contact} and they'll help you.")
-        return Answer(str(uuid.uuid4()), text, [], False, False, model, "refusal", notice=notice, question=question)
+        return Answer(interaction_id=str(uuid.uuid4()), text=text, sources=[], grounded=False, cached=False,
+                      model=turn.model, kind="refusal", notice=turn.notice, question=turn.standalone)
 
-    def _generate(self, question: str, passages: list[Passage], model: str, notice: str | None,
-                  timings: dict[str, float], focus: str | None = None) -> tuple[Answer, tuple[int | None, int | None]]:
+    def _generate(self, turn: Turn, passages: list[Passage]) -> tuple[Answer, tuple[int | None, int | None]]:
+        question, model, timings = turn.standalone, turn.model, turn.timings
         kind, usage = "extractive", (None, None)
         if self.llm is not None:
             t = time.perf_counter()
@@ -199,9 +226,9 @@ class PolicyBot:
                 cited = renumber(generation.text, len(passages))
                 usage = (generation.prompt_tokens, generation.completion_tokens)
                 if cited.order:
-                    return self._with_sources(question, cited.text, cited.order, passages, model, "llm", notice), usage
+                    return self._with_sources(turn, cited.text, cited.order, passages, model, "llm"), usage
                 if _is_refusal(generation.text):
-                    return replace(self._refusal(question, model, notice), text=cited.text), usage
+                    return replace(self._refusal(turn), text=cited.text), usage
                 log.warning("LLM answer had no valid citation; using the extractive answer")
                 kind = "fallback"
             except LLMError as err:
@@ -210,44 +237,46 @@ class PolicyBot:
                 log.warning("LLM failed, answering extractively: %s", err)
                 kind = "fallback"
         t = time.perf_counter()
+        # The message as written says what was asked of the merged question: its words lead the extract.
+        focus = turn.question if turn.rewritten is not None else None
         text = extract_answer(question, [p.text for p in passages], focus=focus,
                               documents=[p.document_id for p in passages], sections=[p.section for p in passages])
         timings["extract"] = _ms(t)
         if not text:
-            return self._refusal(question, model, notice), usage
+            return self._refusal(turn), usage
         cited = renumber(text, len(passages))
         used_model = EXTRACTIVE_MODEL if kind == "extractive" else f"{EXTRACTIVE_MODEL} (fallback)"
-        return self._with_sources(question, cited.text, cited.order, passages, used_model, kind, notice), usage
+        return self._with_sources(turn, cited.text, cited.order, passages, used_model, kind), usage
 
-    def _with_sources(self, question: str, text: str, order: list[int], passages: list[Passage], model: str,
-                      kind: str, notice: str | None) -> Answer:
+    def _with_sources(self, turn: Turn, text: str, order: list[int], passages: list[Passage], model: str,
+                      kind: str) -> Answer:
         sources = [_source(marker, passages[i]) for marker, i in enumerate(order, 1)]
-        return Answer(str(uuid.uuid4()), text, sources, bool(sources) and has_citation(text), False, model, kind,
-                      notice=notice, question=question)
+        return Answer(interaction_id=str(uuid.uuid4()), text=text, sources=sources,
+                      grounded=bool(sources) and has_citation(text), cached=False, model=model, kind=kind,
+                      notice=turn.notice, question=turn.standalone)
 
     def prompt_messages(self, question: str, passages: list[Passage]) -> list[dict]:
         sources = [PromptSource(p.title, p.section, p.text, p.page) for p in passages]
         return build_messages(question, sources, self.brand_voice, self.settings.hr_contact)
 
-    def _record(self, answer: Answer, platform: str, user_id: str, conversation_id: str | None, question: str,
-                standalone: str | None, passages: list[Passage], corpus_version: int | None,
-                usage: tuple[int | None, int | None] = (None, None), started: float | None = None) -> Answer:
+    def _record(self, answer: Answer, turn: Turn, passages: Sequence[Passage] = (),
+                usage: tuple[int | None, int | None] = (None, None)) -> Answer:
         t = time.perf_counter()
         row = dict(
-                id=answer.interaction_id, platform=platform, user_id=user_id, conversation_id=conversation_id,
-                question=question, rewritten_question=standalone if standalone != question else None,
+                id=answer.interaction_id, platform=turn.platform, user_id=turn.user_id,
+                conversation_id=turn.conversation_id, question=turn.question, rewritten_question=turn.rewritten,
                 retrieved=[_snapshot(p) for p in passages], prompt_version=PROMPT_VERSION, model=answer.model,
                 answer=answer.text, citations=[s.__dict__ for s in answer.sources], grounded=answer.grounded,
-                cached=answer.cached, kind=answer.kind, corpus_version=corpus_version, timings=answer.timings_ms,
+                cached=answer.cached, kind=answer.kind, corpus_version=turn.corpus_version, timings=answer.timings_ms,
                 prompt_tokens=usage[0], completion_tokens=usage[1],
             )
         if not interactions.record_with_retry(self.runtime.engine, row):
             # The user still gets the answer, but without 👍/👎: a vote would have no turn to attach to.
             log.error("could not record interaction %s; answering without feedback buttons", answer.interaction_id)
             answer = replace(answer, recorded=False)
-        if started is not None:  # the caller's figure includes the write it waited for
-            answer = replace(answer, timings_ms={**answer.timings_ms, "record": _ms(t), "total": _ms(started)})
-        metrics.observe_answer(answer.kind, platform, answer.timings_ms, usage)
+        # The caller's figure includes the write it waited for.
+        answer = replace(answer, timings_ms={**answer.timings_ms, "record": _ms(t), "total": _ms(turn.started)})
+        metrics.observe_answer(answer.kind, turn.platform, answer.timings_ms, usage)
         return answer
 
     # ------------------------------------------------------------------------------------------ feedback
@@ -316,8 +345,8 @@ class PolicyBot:
 
 def _source(marker: int, passage: Passage) -> Source:
     snippet = passage.text if len(passage.text) <= SNIPPET_CHARS else passage.text[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
-    return Source(marker, passage.title, passage.source, passage.section, passage.page, passage.link, snippet,
-                  passage.document_id)
+    return Source(marker=marker, document=passage.title, source=passage.source, section=passage.section,
+                  page=passage.page, link=passage.link, snippet=snippet, document_id=passage.document_id)
 
 
 def _snapshot(passage: Passage) -> dict:

@@ -18,12 +18,12 @@ import signal
 import redis.asyncio as aioredis
 
 from adapters.server import answer_pool
+from adapters.settings import Settings
 from adapters.slack.app import QUESTION_TURN, SlackAdapter
 from adapters.slack.http import use_pooled_session
 from adapters.teams.http import ACTIVITY_TURN, build_endpoint
 from adapters.turn_queue import consume
 from bot import logs
-from bot.config import Settings
 from bot.core import PolicyBot
 from bot.runtime import build_runtime
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.config import Settings
+from adapters.settings import Settings
 
 log = logging.getLogger(__name__)
 

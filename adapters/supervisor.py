@@ -26,8 +26,8 @@ import tempfile
 import time
 from typing import Callable
 
+from adapters.settings import Settings
 from bot import embedded_services as services
-from bot.config import Settings
 from knowledge import migrate
 from knowledge.db import make_engine
 

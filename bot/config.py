@@ -1,11 +1,12 @@
-"""The one settings object, read from the environment at start-up and passed down.
+"""The core's settings: storage, embeddings, LLM, answers, documents and logs.
 
-Modules never read the environment themselves: they take a `Settings` (or plain values taken from it).
+The adapters add their own (the server's, Slack's, Teams') in adapters.settings.Settings, a subclass of this one:
+that is the one settings object, read from the environment at start-up and passed down. Modules never read the
+environment themselves: they take a `Settings` (or plain values taken from it).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -15,19 +16,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
-
-
-# Where admins' uploads may be downloaded from (the first URL and every redirect). Slack: url_private and
-# url_private_download are on files.slack.com (*.slack.com), and Slack serves files from slack-files.com and its
-# CDN *.slack-edge.com. Teams: a file sent to a bot lands in the sender's OneDrive for Business
-# (TENANT-my.sharepoint.com; *.sharepoint-df.com is Microsoft's own tenant, *.sharepoint.us the US government
-# clouds), or consumer OneDrive (onedrive.live.com, *.onedrive.com, *.1drv.com).
-DEFAULT_DOWNLOAD_HOSTS = (
-    "*.slack.com", "slack-files.com", "*.slack-edge.com",
-    "*.sharepoint.com", "*.sharepoint-df.com", "*.sharepoint.us",
-    "onedrive.live.com", "*.onedrive.com", "*.1drv.com",
-)
-_HOST_PATTERN = re.compile(r"^(\*\.)?[a-z0-9_.:-]+$")  # a name or an IP address (IPv6 without brackets)
 
 
 class Settings(BaseSettings):
@@ -64,30 +52,9 @@ class Settings(BaseSettings):
     # --- documents ---------------------------------------------------------------------------------
     max_document_mb: float = Field(20.0, validation_alias=_env("POLICYBOT_MAX_DOCUMENT_MB"))
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=_env("POLICYBOT_ADMINS"))
-    download_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_DOWNLOAD_HOSTS),
-                                                           validation_alias=_env("POLICYBOT_DOWNLOAD_HOSTS"))
 
-    # --- Slack -------------------------------------------------------------------------------------
-    slack_bot_token: str | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
-    slack_signing_secret: str | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))
-    slack_app_token: str | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
-    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
-    slack_command: str = Field("/policy", validation_alias=_env("POLICYBOT_SLACK_COMMAND"))
-
-    # --- Microsoft Teams ---------------------------------------------------------------------------
-    microsoft_app_id: str = Field("", validation_alias=_env("MICROSOFT_APP_ID"))
-    microsoft_app_password: str = Field("", validation_alias=_env("MICROSOFT_APP_PASSWORD"))
-    microsoft_app_type: str = Field("MultiTenant", validation_alias=_env("MICROSOFT_APP_TYPE"))
-    microsoft_app_tenant_id: str = Field("", validation_alias=_env("MICROSOFT_APP_TENANT_ID"))
-
-    # --- server and logs ---------------------------------------------------------------------------
-    host: str = Field("0.0.0.0", validation_alias=_env("POLICYBOT_HOST"))
-    port: int = Field(3978, validation_alias=_env("PORT", "POLICYBOT_PORT"))
-    workers: int = Field(1, validation_alias=_env("POLICYBOT_WORKERS"))
-    answer_workers: int = Field(0, validation_alias=_env("POLICYBOT_ANSWER_WORKERS"))
-    max_queue_wait_s: float = Field(30.0, validation_alias=_env("POLICYBOT_MAX_QUEUE_WAIT"))
+    # --- logs --------------------------------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias=_env("POLICYBOT_LOG_LEVEL"))
-    log_message_text: bool = Field(False, validation_alias=_env("POLICYBOT_LOG_MESSAGE_TEXT"))
 
     @field_validator("admins", mode="before")
     @classmethod
@@ -95,20 +62,6 @@ class Settings(BaseSettings):
         # POLICYBOT_ADMINS is a comma/space separated list of Slack user ids and/or Teams AAD object ids.
         if isinstance(value, str):
             return [part for part in value.replace(",", " ").split() if part]
-        return value
-
-    @field_validator("download_hosts", mode="before")
-    @classmethod
-    def _split_download_hosts(cls, value: object) -> object:
-        # Comma/space separated host names; `*.example.com` means any subdomain of example.com (not example.com).
-        if isinstance(value, str):
-            value = value.replace(",", " ").split()
-        if isinstance(value, (list, tuple)):
-            hosts = [str(part).strip().strip("[]").lower().rstrip(".") for part in value if str(part).strip()]
-            bad = [host for host in hosts if not _HOST_PATTERN.match(host)]
-            if bad:  # a typo must fail at start-up, not quietly refuse (or allow) every download
-                raise ValueError(f"POLICYBOT_DOWNLOAD_HOSTS: not a host name or *.domain pattern: {', '.join(bad)}")
-            return hosts
         return value
 
     @field_validator("home", mode="after")
@@ -124,7 +77,3 @@ class Settings(BaseSettings):
     def max_document_bytes(self) -> int:
         return int(self.max_document_mb * 1024 * 1024)
 
-
-def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment; keyword overrides win (used by tests and the CLI)."""
-    return Settings(**overrides)

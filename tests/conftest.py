@@ -14,7 +14,7 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.config import DEFAULT_DOWNLOAD_HOSTS, Settings
+from adapters.settings import DEFAULT_DOWNLOAD_HOSTS, Settings
 from knowledge import migrate
 from knowledge.db import normalize_url
 from knowledge.embeddings import LocalE5Embedder

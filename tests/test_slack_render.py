@@ -144,7 +144,7 @@ def test_manifest_matches_the_code():
     from pathlib import Path
 
     from adapters.slack import http
-    from bot.config import Settings
+    from adapters.settings import Settings
 
     manifest = yaml.safe_load((Path(http.__file__).parent / "manifest.yaml").read_text())
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {

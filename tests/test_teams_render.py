@@ -11,12 +11,12 @@ from botbuilder.core import InvokeResponse
 from botbuilder.schema import Activity
 from botframework.connector.models import ResourceResponse
 
+from adapters.settings import Settings
 from adapters.teams import render
 from adapters.teams.bot import feedback_text, mentions_bot, message_ref, message_text, scope, user_of
 from adapters.teams.http import BotFrameworkConfig, invoke_http_response
 from adapters.teams.manifest import HERE, build_package, placeholders, render_manifest
 from adapters.teams.uploads import FILE_DOWNLOAD_INFO, file_attachments
-from bot.config import Settings
 from bot.contract import Answer, Source
 
 

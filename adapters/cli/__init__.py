@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from adapters.cli import console
-from bot.config import Settings, load_settings
+from adapters.settings import Settings, load_settings
 from knowledge.embeddings import EmbeddingMismatch
 
 log = logging.getLogger("policybot")

@@ -10,10 +10,10 @@ from aiohttp import web
 from adapters.answer_worker import run_answer_worker
 from adapters.platforms import PLATFORMS
 from adapters.server import build_app
+from adapters.settings import Settings
 from adapters.supervisor import supervise
 from adapters.turn_queue import TurnQueue
 from bot import logs
-from bot.config import Settings
 from bot.core import PolicyBot
 from bot.runtime import build_runtime
 

@@ -35,12 +35,12 @@ from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkA
 from msrest.serialization import Model
 from msrest.universal_http.requests import ClientRetryPolicy
 
+from adapters.background import Background
 from adapters.server import Mounting
+from adapters.settings import Settings
 from adapters.teams.bot import PLATFORM, PolicyTeamsBot
 from adapters.teams.clients import ReusedClients, ReusingAuthentication
 from adapters.teams.render import text_activity
-from adapters.background import Background
-from bot.config import Settings
 from bot.core import PolicyBot
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from adapters.cli import main
 from bot.finetune import formats
-from bot.finetune.dataset import DatasetTooSmall, build_dataset, citation_positions, remap_markers
+from bot.finetune.dataset import DatasetTooSmall, build_dataset
+from bot.finetune.markers import citation_positions, remap_markers
 from bot.finetune.scrub import ScrubReport, scrub
 from bot.finetune.validate import validate_file
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages

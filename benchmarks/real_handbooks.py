@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.config import Settings  # noqa: E402
+from bot.extractive import CLOSE_CALL_INTRO  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
 from knowledge import migrate  # noqa: E402
 from knowledge.db import make_engine, make_sessionmaker  # noqa: E402
@@ -111,6 +112,10 @@ def ingest_corpus(runtime: Runtime, folder: Path) -> dict:
     return {"seconds": round(time.perf_counter() - started, 1), **statuses}
 
 
+def _rate(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 3) if flags else None
+
+
 def evaluate(runtime: Runtime, questions_path: Path) -> dict:
     from bot.finetune.evaluation import evaluate_answers
 
@@ -132,6 +137,10 @@ def evaluate(runtime: Runtime, questions_path: Path) -> dict:
             "answerable_refused": f"{sum(r.refused for r in answerable)}/{len(answerable)}",
             "answerable_refused_rate": round(sum(r.refused for r in answerable) / max(len(answerable), 1), 3),
             "unanswerable_refused_rate": report.metrics["correct_refusal_rate"],
+            # A close call's extractive answer opens by saying it may not be exactly what was asked.
+            "answerable_hedged_rate": _rate([r.answer.startswith(CLOSE_CALL_INTRO) for r in answerable]),
+            "unanswerable_refused_or_hedged_rate": _rate(
+                [r.refused or r.answer.startswith(CLOSE_CALL_INTRO) for r in unanswerable]),
             "failed_at": stages,
         },
         "failures": [r.as_json() for r in results if r.failed_at],

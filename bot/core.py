@@ -20,7 +20,7 @@ from bot import followup, interactions, metrics, ratelimit, router
 from bot.cache import AnswerCache, AnswerCacheProtocol, cache_key
 from bot.citations import has_citation, renumber
 from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadResult
-from bot.extractive import EXTRACTIVE_VERSION, extract_answer
+from bot.extractive import CLOSE_CALL_INTRO, EXTRACTIVE_VERSION, INTRO, extract_answer
 from bot.llm import LLM, LLMError, LLMProtocol
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
 from bot.answer_state import answer_state
@@ -202,7 +202,7 @@ class PolicyBot:
         if not relevance.relevant:
             answer = self._refusal(turn)
         else:
-            answer, usage = self._generate(turn, passages)
+            answer, usage = self._generate(turn, passages, close_call=relevance.close_call)
         timings["total"] = _ms(turn.started)
         answer = replace(answer, timings_ms=timings, rewritten_question=turn.rewritten)
         if answer.kind in ("llm", "extractive", "refusal"):  # never cache a fallback: the LLM may be back next time
@@ -215,7 +215,8 @@ class PolicyBot:
         return Answer(interaction_id=str(uuid.uuid4()), text=text, sources=[], grounded=False, cached=False,
                       model=turn.model, kind="refusal", notice=turn.notice, question=turn.standalone)
 
-    def _generate(self, turn: Turn, passages: list[Passage]) -> tuple[Answer, tuple[int | None, int | None]]:
+    def _generate(self, turn: Turn, passages: list[Passage], close_call: bool = False
+                  ) -> tuple[Answer, tuple[int | None, int | None]]:
         question, model, timings = turn.standalone, turn.model, turn.timings
         kind, usage = "extractive", (None, None)
         if self.llm is not None:
@@ -239,7 +240,9 @@ class PolicyBot:
         t = time.perf_counter()
         # The message as written says what was asked of the merged question: its words lead the extract.
         focus = turn.question if turn.rewritten is not None else None
-        text = extract_answer(question, [p.text for p in passages], focus=focus,
+        # A close call may be a near-topic question the gate cannot tell apart: say so instead of asserting.
+        text = extract_answer(question, [p.text for p in passages], intro=CLOSE_CALL_INTRO if close_call else INTRO,
+                              focus=focus,
                               documents=[p.document_id for p in passages], sections=[p.section for p in passages])
         timings["extract"] = _ms(t)
         if not text:

@@ -28,7 +28,7 @@ from bot.textmatch import terms
 from knowledge.chunking import split_sentences
 
 # Part of the answer cache key: bump it when the way answers are extracted changes.
-EXTRACTIVE_VERSION = "extractive-v5"
+EXTRACTIVE_VERSION = "extractive-v6"
 MAX_SENTENCES = 3
 MAX_CHARS = 700
 FACT_BONUS = 0.25
@@ -170,7 +170,11 @@ def _candidates(question: str, passage_texts: list[str], sections: list[str], fo
     return found
 
 
-def extract_answer(question: str, passage_texts: list[str], intro: str = "Here's what our policies say:",
+INTRO = "Here's what our policies say:"
+CLOSE_CALL_INTRO = "I'm not sure our policies cover exactly this. The closest I found:"
+
+
+def extract_answer(question: str, passage_texts: list[str], intro: str = INTRO,
                    focus: str | None = None, documents: list[object] | None = None,
                    sections: list[str] | None = None) -> str:
     """An answer made of the passages' own sentences, each followed by its source marker [n] (1-based).

@@ -134,3 +134,26 @@ def test_ask_conversation_json_shows_the_rewrite(runtime, tmp_path, monkeypatch,
     second = json.loads(capsys.readouterr().out)
     assert "vacation" in second["rewritten_question"].lower() and "pro-rated" in second["answer"]
     assert second["notice"].startswith("Reading this as:")
+
+
+def test_a_close_call_says_it_may_not_be_exactly_what_was_asked(policybot, runtime, tmp_path):
+    from bot.answer_state import answer_state
+    from bot.extractive import CLOSE_CALL_INTRO, INTRO
+    from bot.relevance import CLOSE_CALL, Calibration
+    from knowledge.retrieval import search
+
+    _load(runtime, tmp_path, ("leave.md", LEAVE))
+    question = "How many vacation days do I get?"
+    clear = policybot.answer(question, "U1")
+    assert clear.text.startswith(INTRO)
+    with runtime.sessions() as s:
+        version, _ = answer_state(s)
+        calibrated = policybot.calibrator.calibration(runtime.sessions, version)
+        similarity = max(p.similarity for p in search(s, runtime.embedder, question, k=5,
+                                                      background=calibrated.background) if p.similarity)
+    assert similarity >= calibrated.threshold + CLOSE_CALL  # a clear pass: the plain intro above
+    # A corpus whose probes sit closer: this question now passes by less than CLOSE_CALL.
+    policybot.calibrator._calibrations[version] = Calibration(similarity - CLOSE_CALL / 2, calibrated.background)
+    runtime.redis.flushdb()
+    hedged = policybot.answer(question, "U1")
+    assert hedged.kind == "extractive" and hedged.text.startswith(CLOSE_CALL_INTRO) and "25 days" in hedged.text

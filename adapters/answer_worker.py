@@ -1,8 +1,9 @@
 """An answer-worker process of `policybot serve --answer-workers M`: runs the turns the web processes queued.
 
-It builds the same core and the same Slack and Teams adapters as a web process, without an HTTP server, and
-feeds them the queued turns (adapters.turn_queue): a Slack question goes to SlackAdapter.answer, a Teams
-activity through the Teams turn pipeline. It runs at a lower CPU priority than the web processes (WORKER_NICE),
+It builds the same core as a web process and only what replies, without an HTTP server: a Slack replier (no bolt
+app: nothing is served here) and the Teams endpoint's turn pipeline. It feeds them the queued turns
+(adapters.turn_queue): a Slack question goes to SlackReplier.answer, a Teams activity through the Teams turn
+pipeline. It runs at a lower CPU priority than the web processes (WORKER_NICE),
 so that acknowledging Slack and Teams within their deadlines always comes first. SIGTERM: stop taking turns,
 finish the ones taken, exit.
 """
@@ -19,7 +20,7 @@ import redis.asyncio as aioredis
 
 from adapters.server import answer_pool
 from adapters.settings import Settings
-from adapters.slack.app import QUESTION_TURN, SlackAdapter
+from adapters.slack.replier import QUESTION_TURN, SlackReplier
 from adapters.slack.http import use_pooled_session
 from adapters.teams.http import ACTIVITY_TURN, build_endpoint
 from adapters.turn_queue import consume
@@ -65,7 +66,7 @@ async def work(bot: PolicyBot, stop: asyncio.Event | None = None) -> None:
     handlers = {}
     slack = None
     if settings.slack_bot_token:
-        slack = SlackAdapter(bot, run_blocking, verify_requests=False)
+        slack = SlackReplier(bot, run_blocking)
         use_pooled_session(slack)
         handlers[QUESTION_TURN] = lambda turn: slack.answer(**turn)
     teams = build_endpoint(bot, run_blocking)
@@ -76,8 +77,6 @@ async def work(bot: PolicyBot, stop: asyncio.Event | None = None) -> None:
     log.info("answer worker %d ready", os.getpid())
     try:
         await consume(client, handlers, stop, concurrency=max(16, 2 * settings.llm_concurrency))
-        if slack is not None:
-            await slack.background.drain()
         await teams.background.drain()
     finally:
         if slack is not None:

@@ -3,7 +3,7 @@
 With `policybot serve --answer-workers M` the web processes only acknowledge: a Slack question or a Teams
 message activity is verified, added to the stream `policybot:turns` and answered 200/202, and one of the M
 answer workers (adapters.answer_worker, at a lower CPU priority) takes it from the consumer group, runs the same
-adapter code as the single-process server would (SlackAdapter.answer, the Teams turn) and acknowledges it in
+adapter code as the single-process server would (SlackReplier.answer, the Teams turn) and acknowledges it in
 the stream. The web processes therefore keep answering Slack within its 3 s even when answering is CPU-bound
 (benchmarks/README.md, load test).
 

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from adapters import answer_worker
 from adapters.platforms import PLATFORMS
 from adapters.server import build_app
-from adapters.slack.app import QUESTION_TURN
+from adapters.slack.replier import QUESTION_TURN
 from adapters.background import BUSY_MESSAGE
 from adapters.turn_queue import GROUP, STREAM, TurnQueue, ensure_group
 from adapters.slack.http import SLACK_KEY

@@ -5,9 +5,8 @@ soon as a listener returns, and every listener returns at once: it acks and hand
 the download, the database) to `self.background` (adapters.background: the tasks, their drain at shutdown, and
 the hand-off to answer workers), so a question that was acknowledged is also answered.
 
-Exactly once: Slack resends an event it thinks was not acknowledged (X-Slack-Retry-Num). Bolt itself does not
-look at that header, so every event is claimed by its event_id (PolicyBot.turns) before it is answered;
-the claim is shared by all bot processes, so a retry that lands on another process is dropped as well.
+What posts in Slack (answers, the busy reply, private notes) is the adapter's `replier` (adapters.slack.replier),
+which also claims each question's event_id before answering: bolt itself does not look at Slack's retry header.
 """
 
 from __future__ import annotations
@@ -15,51 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Awaitable, Callable
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
-from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.core import PolicyBot
-
-from adapters import background
-from adapters.background import BUSY_MESSAGE, Background
-from adapters.message_log import log_question
+from adapters.background import Background
 from adapters.slack import render, uploads
+from adapters.slack.replier import PLATFORM, QUESTION_TURN, RunBlocking, SlackReplier, slack_error
+from bot.core import PolicyBot
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "slack"
-STATUS = "Searching the handbook…"  # shown only for answers not ready within background.INDICATOR_DELAY_S
-RATE_LIMIT_RETRIES = 3
-# Errors after which the answer goes to the asker's DM instead of the thread it was asked in.
-UNREACHABLE_CHANNEL = frozenset({"channel_not_found", "not_in_channel", "is_archived", "restricted_action",
-                                 "thread_not_found", "message_not_found"})
-BAD_BLOCKS = frozenset({"invalid_blocks", "invalid_blocks_format", "invalid_attachments"})
 NOT_ADMIN = "Only policy admins can {what}. Ask the People team to add your Slack user id to POLICYBOT_ADMINS."
-
-RunBlocking = Callable[..., Awaitable]
-QUESTION_TURN = "slack_question"  # the kind of queued turn an answer worker runs with SlackAdapter.answer
-
-
-def make_client(settings) -> AsyncWebClient:
-    """The Web API client: bot token, SLACK_API_URL as base URL, and the SDK's retry handlers
-    (connection errors, and HTTP 429 `ratelimited`, which waits for Retry-After)."""
-    base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-    return AsyncWebClient(
-        token=settings.slack_bot_token,
-        base_url=base_url,
-        timeout=30,
-        retry_handlers=[AsyncConnectionErrorRetryHandler(),
-                        AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
-    )
 
 
 class SlackAdapter:
@@ -68,7 +36,8 @@ class SlackAdapter:
         self.settings = bot.settings
         self.run_blocking = run_blocking
         self.background = Background(PLATFORM)  # its queue is set when answer workers answer the questions
-        self.client = make_client(self.settings)
+        self.replier = SlackReplier(bot, run_blocking)
+        self.client = self.replier.client  # one Web API client for bolt and the replies
         self.upload_limit = min(uploads.SLACK_FILE_LIMIT, self.settings.max_document_bytes)
         self.app = AsyncApp(
             name="policybot",
@@ -122,94 +91,11 @@ class SlackAdapter:
             await self.hand_off({**turn, "only_if_engaged": True})
 
     async def hand_off(self, turn: dict) -> None:
-        """Answer a question (the keyword arguments of answer()): in an answer worker when there are some, else
-        in this process after the ack."""
-        await self.background.hand_off(QUESTION_TURN, turn, lambda: self.answer(**turn), lambda: self.say_busy(**turn))
-
-    async def say_busy(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
-                       only_if_engaged: bool = False) -> None:
-        """The answer workers have more questions waiting than they can take: say so now rather than let
-        everyone's wait grow. Not a recorded turn (nothing to rate)."""
-        if await self._take(event_id, channel, thread_ts, only_if_engaged):
-            busy = render.Message(None, render.escape(BUSY_MESSAGE))  # plain text, no blocks
-            await self.post(channel, thread_ts, busy, user)
-
-    async def _take(self, event_id: str | None, channel: str, thread_ts: str, only_if_engaged: bool) -> bool:
-        """Whether this process replies to the question: it is for the bot, and no one has taken it yet."""
-        turns = self.bot.turns
-        if only_if_engaged and not await asyncio.to_thread(turns.answered_in_thread, PLATFORM, channel, thread_ts):
-            return False
-        if event_id and not await asyncio.to_thread(turns.claim_event, PLATFORM, event_id):
-            log.info("Slack event %s was already handled; not answering it again", event_id)
-            return False
-        return True
-
-    async def answer(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
-                     only_if_engaged: bool = False) -> None:
-        if not await self._take(event_id, channel, thread_ts, only_if_engaged):
-            return
-        log_question(self.settings, PLATFORM, user, question)
-        work = asyncio.ensure_future(
-            self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}"))
-        quick = await background.ready_within(work, background.INDICATOR_DELAY_S)
-        status_shown = not quick and await self.set_status(channel, thread_ts, STATUS)
-        answer = await work
-        message = render.render_answer(answer)
-        posted = await self.post(channel, thread_ts, message, user)
-        if posted is None:
-            if status_shown:
-                await self.set_status(channel, thread_ts, "")
-            return
-        where, ts = posted
-        try:
-            await self.run_blocking(self.bot.remember_message, answer.interaction_id, f"{where}:{ts}")
-        except Exception:  # the answer is out; only the message ↔ interaction link is missing
-            log.exception("could not remember the Slack message of interaction %s", answer.interaction_id)
-        if where == channel:
-            await asyncio.to_thread(self.bot.turns.mark_thread_answered, PLATFORM, channel, thread_ts)
-
-    async def set_status(self, channel: str, thread_ts: str, status: str) -> bool:
-        """The thread's "is typing" style status, where Slack offers it (agent threads); quietly skipped elsewhere."""
-        try:
-            await self.client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status=status)
-            return True
-        except SlackApiError as err:
-            log.debug("no thread status in %s: %s", channel, slack_error(err))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            log.debug("no thread status in %s: %s", channel, err)
-        return False
-
-    async def post(self, channel: str, thread_ts: str | None, message: render.Message,
-                   user: str | None = None) -> tuple[str, str] | None:
-        """Post an answer; (channel, ts) of the message, or None. Rate limits are retried by the client's
-        retry handler; a channel the bot can't write to gets the answer in the asker's DM instead."""
-        try:
-            response = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=message.text,
-                                                          blocks=message.blocks, unfurl_links=False,
-                                                          unfurl_media=False)
-            return response["channel"], response["ts"]
-        except SlackApiError as err:
-            error = slack_error(err)
-            if error in BAD_BLOCKS:
-                log.warning("Slack rejected the answer's blocks (%s); posting it as plain text", error)
-                return await self._post_plain(channel, thread_ts, message.text)
-            if error in UNREACHABLE_CHANNEL and user and channel != user:
-                log.warning("cannot answer in %s (%s); sending the answer to %s's DM", channel, error, user)
-                note = render.Message(message.blocks, f"I couldn't reply where you asked, so here is my answer:\n"
-                                                      f"{message.text}")
-                return await self.post(user, None, note, None)
-            log.error("could not post an answer in %s: %s", channel, error)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            log.error("could not post an answer in %s: %s", channel, err)
-        return None
-
-    async def _post_plain(self, channel: str, thread_ts: str | None, text: str) -> tuple[str, str] | None:
-        try:
-            response = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
-            return response["channel"], response["ts"]
-        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
-            log.error("could not post a plain answer in %s: %s", channel, err)
-            return None
+        """Answer a question (the keyword arguments of SlackReplier.answer()): in an answer worker when there are
+        some, else in this process after the ack."""
+        replier = self.replier
+        await self.background.hand_off(QUESTION_TURN, turn, lambda: replier.answer(**turn),
+                                       lambda: replier.say_busy(**turn))
 
     # ------------------------------------------------------------------------------------------ agent messaging
 
@@ -260,7 +146,7 @@ class SlackAdapter:
             except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
                 log.warning("could not open the feedback form: %s", err)
         result = await self.run_blocking(self.bot.feedback, interaction_id, user, PLATFORM, rating)
-        await self.tell(user, channel, thread_ts, render.escape(result.message))
+        await self.replier.tell(user, channel, thread_ts, render.escape(result.message))
 
     async def on_feedback_submission(self, ack, body: dict, view: dict) -> None:
         await ack()
@@ -275,23 +161,7 @@ class SlackAdapter:
         result = await self.run_blocking(self.bot.feedback, metadata["interaction_id"], user, PLATFORM, -1,
                                          comment, correction)
         text = "Thanks, your note was saved. It helps us fix the answer." if result.recorded else result.message
-        await self.tell(user, metadata.get("channel"), metadata.get("thread_ts"), render.escape(text))
-
-    async def tell(self, user: str, channel: str | None, thread_ts: str | None, text: str) -> None:
-        """A message only `user` sees: ephemeral where they are, else their DM with the bot."""
-        if channel:
-            try:
-                await self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
-                return
-            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
-                log.info("ephemeral reply in %s failed (%s); using the DM", channel, err)
-        await self.dm(user, text)
-
-    async def dm(self, user: str, text: str) -> None:
-        try:
-            await self.client.chat_postMessage(channel=user, text=text)
-        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as err:
-            log.error("could not send a DM to %s: %s", user, err)
+        await self.replier.tell(user, metadata.get("channel"), metadata.get("thread_ts"), render.escape(text))
 
     # ------------------------------------------------------------------------------------------ /policy
 
@@ -349,7 +219,7 @@ class SlackAdapter:
                 log.info("response_url answered %s; using the DM", response.status_code)
             except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                 log.info("response_url failed (%s); using the DM", err)
-        await self.dm(command["user_id"], text)
+        await self.replier.dm(command["user_id"], text)
 
     # ------------------------------------------------------------------------------------------ uploads
 
@@ -383,10 +253,10 @@ class SlackAdapter:
             data = await uploads.download(file, self.settings.slack_bot_token, self.upload_limit,
                                           self.client.base_url, self.settings.download_hosts)
         except uploads.UploadProblem as problem:
-            await self.dm(user, render.escape(f"Upload failed: {problem} Nothing was changed."))
+            await self.replier.dm(user, render.escape(f"Upload failed: {problem} Nothing was changed."))
             return
         result = await self.run_blocking(self.bot.upload, user, file.name, data, request.title, request.link)
-        await self.dm(user, render.escape(result.message))
+        await self.replier.dm(user, render.escape(result.message))
 
     async def _file_info(self, file: uploads.SlackFile) -> uploads.SlackFile:
         """Complete a file known only by id (file_input payloads may carry just that) with files.info."""
@@ -427,14 +297,6 @@ def bolt_logger() -> logging.Logger:
     if not any(isinstance(f, _NoRequestData) for f in logger.filters):
         logger.addFilter(_NoRequestData())
     return logger
-
-
-def slack_error(err: SlackApiError) -> str:
-    """Slack's error code (`ratelimited`, `channel_not_found`), or the HTTP status when the body wasn't Slack's."""
-    data = getattr(err.response, "data", None)
-    if isinstance(data, dict) and data.get("error"):
-        return str(data["error"])
-    return f"HTTP {getattr(err.response, 'status_code', '?')}"
 
 
 def strip_mention(text: str, bot_user_id: str | None) -> str:

@@ -25,6 +25,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from adapters.server import Mounting
 from adapters.slack.app import SlackAdapter
+from adapters.slack.replier import SlackReplier
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ async def start_socket_mode(adapter: SlackAdapter, app_token: str):
     return handler
 
 
-def use_pooled_session(adapter: SlackAdapter) -> None:
+def use_pooled_session(adapter: SlackAdapter | SlackReplier) -> None:
     """One pooled session for every Web API call; by default slack_sdk opens and closes one per call."""
     adapter.client.session = aiohttp.ClientSession()
 

@@ -1,12 +1,14 @@
 """Hybrid retrieval: HNSW vector search, with full text as the rescuer of exact rare terms, in one round trip.
 
-Measured on real handbooks (benchmarks/real_handbooks.py), full text as an equal voter in rank fusion hurts:
+Measured on real handbooks (benchmarks/real_handbooks.py), full text as a voter in rank fusion hurts:
 employees paraphrase, so most of a question's words are common handbook words, and a passage that matches
-several of them outranks the vector half's right answer (18F handbook: section recall@5 0.80 hybrid vs 0.86
-vector alone). What full text is good at is the exact rare term embeddings blur: a program name, a form number,
-"Global Entry". So the ranking is the vector half's, with full text as a light tie-breaker, and when the
-question's rarest term is rare in the corpus (at most RESCUE_MAX_CHUNKS chunks, or RESCUE_MAX_SHARE of them)
-and the full-text half's best passage holds it, that passage is guaranteed a place in the top k.
+several of them outranks the vector half's right answer (18F handbook, dev split: section recall@5 0.83 fused
+vs 0.90 vector alone). What full text is good at is the exact rare term embeddings blur: a program name, a form
+number, "Global Entry". So the ranking is the vector half's (TEXT_WEIGHT 0), and when the question's rarest
+term is rare in the corpus (at most RESCUE_MAX_CHUNKS chunks, or RESCUE_MAX_SHARE of them) and the full-text
+half's best passage holds it, that passage is guaranteed the last of the k places.
+
+Hub passages, close to every question (knowledge/background.py), are ranked lower within the vector half.
 
 The full-text half is bounded: query terms are kept rarest first until the chunks they match would exceed
 `text_budget`, so a question full of common words ("policy", "employee") cannot make PostgreSQL rank most
@@ -51,7 +53,7 @@ class Passage:
     section: str
     page: int | None
     text: str
-    score: float  # the fused RRF score (or the single half's when mode is vector/text)
+    score: float  # the fused rank score (or the single half's when mode is vector/text)
     vector_rank: int | None
     text_rank: int | None
     similarity: float | None  # cosine similarity of query and chunk, when the vector half found it

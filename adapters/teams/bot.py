@@ -45,7 +45,9 @@ async def _in_thread(function, *args, **kwargs):
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
-class PolicyTeamsBot(TeamsActivityHandler):
+class TeamsActivities(TeamsActivityHandler):
+    """botbuilder's activity handler for Teams: turns activities into core calls and renders the results."""
+
     def __init__(self, core: PolicyBot, run: Runner | None = None, *, allow_http_downloads: bool = False,
                  download_timeout_s: float = uploads.DEFAULT_TIMEOUT_S) -> None:
         super().__init__()

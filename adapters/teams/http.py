@@ -38,7 +38,7 @@ from msrest.universal_http.requests import ClientRetryPolicy
 from adapters.background import Background
 from adapters.server import Mounting
 from adapters.settings import Settings
-from adapters.teams.bot import PLATFORM, PolicyTeamsBot
+from adapters.teams.bot import PLATFORM, TeamsActivities
 from adapters.teams.clients import ReusedClients, ReusingAuthentication
 from adapters.teams.render import text_activity
 from bot.core import PolicyBot
@@ -87,7 +87,7 @@ class BotFrameworkConfig:
 class TeamsEndpoint:
     adapter: CloudAdapter
     auth: BotFrameworkAuthentication
-    bot: PolicyTeamsBot
+    bot: TeamsActivities
     anonymous: bool
     clients: ReusedClients = field(default_factory=ReusedClients)
     # Message turns after the 202; its queue is set when answer workers run the turns (adapters.turn_queue).
@@ -210,7 +210,7 @@ def build_endpoint(core: PolicyBot, run=None) -> TeamsEndpoint:
     auth = ReusingAuthentication(ConfigurationBotFrameworkAuthentication(config), clients)
     adapter = CloudAdapter(auth)
     adapter.on_turn_error = _on_turn_error
-    handler = PolicyTeamsBot(core, run, allow_http_downloads=config.anonymous)
+    handler = TeamsActivities(core, run, allow_http_downloads=config.anonymous)
     return TeamsEndpoint(adapter=adapter, auth=auth, bot=handler, anonymous=config.anonymous, clients=clients)
 
 

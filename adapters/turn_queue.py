@@ -8,7 +8,7 @@ the stream. The web processes therefore keep answering Slack within its 3 s even
 (benchmarks/README.md, load test).
 
 - A worker that dies leaves its turns pending; another worker claims those idle for RECLAIM_IDLE_MS. The
-  platforms' event ids are claimed before answering (PolicyBot.turns), so a reclaimed turn that was already
+  platforms' event ids are claimed before answering (PolicyBot.events), so a reclaimed turn that was already
   answered is not answered twice.
 - Redis down: put() returns False and the web process answers the turn itself, as without workers. Turns
   waiting in the stream survive a Redis restart only if Redis persists its data (appendonly yes, as in

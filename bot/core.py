@@ -26,7 +26,7 @@ from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_
 from bot.answer_state import answer_state
 from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
-from bot.turns import Turns
+from bot.platform_events import PlatformEvents
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.ingest import ingest_bytes, list_documents, remove_document
 from knowledge.loaders import DocumentError
@@ -82,7 +82,7 @@ class PolicyBot:
         self.llm = llm if llm is not None else llm_from_runtime(runtime)
         self.rate_limit_exempt = frozenset(rate_limit_exempt)
         self.calibrator = Calibrator(runtime.embedder, runtime.redis)
-        self.turns = Turns(runtime.redis)  # event claims and answered threads, for the adapters
+        self.events = PlatformEvents(runtime.redis)  # event claims and answered threads, for the adapters
 
     def warm_up(self) -> None:
         """Load the embedding model and calibrate relevance now, so the first user does not wait for it."""

@@ -3,7 +3,7 @@ notes. Used by the listeners (adapters.slack.app) and, alone, by the answer work
 without a bolt app (adapters.answer_worker).
 
 Exactly once: Slack resends an event it thinks was not acknowledged (X-Slack-Retry-Num), so every question is
-claimed by its event_id (PolicyBot.turns) before it is answered; the claim is shared by all bot processes, so a
+claimed by its event_id (PolicyBot.events) before it is answered; the claim is shared by all bot processes, so a
 retry that lands on another process is dropped as well.
 """
 
@@ -72,10 +72,10 @@ class SlackReplier:
 
     async def _take(self, event_id: str | None, channel: str, thread_ts: str, only_if_engaged: bool) -> bool:
         """Whether this process replies to the question: it is for the bot, and no one has taken it yet."""
-        turns = self.bot.turns
-        if only_if_engaged and not await asyncio.to_thread(turns.answered_in_thread, PLATFORM, channel, thread_ts):
+        events = self.bot.events
+        if only_if_engaged and not await asyncio.to_thread(events.answered_in_thread, PLATFORM, channel, thread_ts):
             return False
-        if event_id and not await asyncio.to_thread(turns.claim_event, PLATFORM, event_id):
+        if event_id and not await asyncio.to_thread(events.claim_event, PLATFORM, event_id):
             log.info("Slack event %s was already handled; not answering it again", event_id)
             return False
         return True
@@ -104,7 +104,7 @@ class SlackReplier:
         except Exception:  # the answer is out; only the message ↔ interaction link is missing
             log.exception("could not remember the Slack message of interaction %s", answer.interaction_id)
         if where == channel:
-            await asyncio.to_thread(self.bot.turns.mark_thread_answered, PLATFORM, channel, thread_ts)
+            await asyncio.to_thread(self.bot.events.mark_thread_answered, PLATFORM, channel, thread_ts)
 
     async def set_status(self, channel: str, thread_ts: str, status: str) -> bool:
         """The thread's "is typing" style status, where Slack offers it (agent threads); quietly skipped elsewhere."""

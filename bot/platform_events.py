@@ -1,6 +1,6 @@
 """What the adapters remember about chat turns, in Redis, behind plain calls: which platform events were already
 taken (retries and redeliveries are answered once, across processes) and which threads the bot answered in (so a
-reply there needn't mention it). Adapters call these through `PolicyBot.turns`; they never hold the Redis client.
+reply there needn't mention it). Adapters call these through `PolicyBot.events`; they never hold the Redis client.
 
 All of it can be lost: with Redis down an event is taken (answering twice beats not answering) and a thread
 counts as not answered in.
@@ -18,7 +18,7 @@ from bot.interactions import HISTORY_WINDOW
 log = logging.getLogger(__name__)
 
 
-class Turns:
+class PlatformEvents:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 

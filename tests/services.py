@@ -258,11 +258,7 @@ class Redis:
         except redis_py.RedisError:
             pass  # the connection drops as the server exits
         if self.process is not None:
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            _wait_or_kill(self.process)
         self.process = None
 
     def pid(self) -> int | None:
@@ -278,11 +274,16 @@ class Redis:
                 self.stop()
         elif self.process is not None:
             self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            _wait_or_kill(self.process)
             self.process = None
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+def _wait_or_kill(process: subprocess.Popen, timeout_s: float = 10) -> None:
+    """Give a stopping server `timeout_s` to exit, then kill it."""
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -42,6 +42,10 @@ class ServerSettings(BaseSettings):
     answer_workers: int = Field(0, validation_alias=AliasChoices("POLICYBOT_ANSWER_WORKERS"))
     max_queue_wait_s: float = Field(30.0, validation_alias=AliasChoices("POLICYBOT_MAX_QUEUE_WAIT"))
     log_message_text: bool = Field(False, validation_alias=AliasChoices("POLICYBOT_LOG_MESSAGE_TEXT"))
+    # LLM answers shown while they are written (Slack chat streaming, Teams streaming in personal chats), one
+    # update at most every stream_interval_s (bot.streaming).
+    stream_answers: bool = Field(True, validation_alias=AliasChoices("POLICYBOT_STREAM"))
+    stream_interval_s: float = Field(1.0, ge=0.2, validation_alias=AliasChoices("POLICYBOT_STREAM_INTERVAL"))
 
     @field_validator("download_hosts", mode="before")
     @classmethod

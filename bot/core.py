@@ -3,6 +3,10 @@
     question ─► router ─► follow-up rewrite ─► cache ─► retrieve ─► relevance ─► LLM or extractive
              ─► citations ─► cache ─► record ─► Answer
 
+With `on_text` (bot.streaming.TextSink) an LLM answer is streamed: each delta goes to the sink as it is written,
+and the returned Answer is the checked final text (possibly the extractive one instead), which is all the cache,
+the records and the fine-tuning export ever see.
+
 Adapters call `PolicyBot.answer()` (and the feedback/document methods) with plain values and render the
 plain values that come back. Nothing here raises to an adapter: any failure degrades to a safe answer.
 """
@@ -21,12 +25,13 @@ from bot.cache import AnswerCache, AnswerCacheProtocol, cache_key
 from bot.citations import has_citation, renumber
 from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadResult
 from bot.extractive import CLOSE_CALL_INTRO, EXTRACTIVE_VERSION, INTRO, extract_answer
-from bot.llm import LLM, LLMError, LLMProtocol
+from bot.llm import LLM, Generation, LLMError, LLMProtocol
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
 from bot.answer_state import answer_state
 from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
 from bot.platform_events import PlatformEvents
+from bot.streaming import TextSink
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.ingest import ingest_bytes, list_documents, remove_document
 from knowledge.loaders import DocumentError
@@ -97,11 +102,14 @@ class PolicyBot:
     # ------------------------------------------------------------------------------------------ answers
 
     def answer(self, question: str, user_id: str, platform: str = "terminal", conversation_id: str | None = None,
-               model_override: str | None = None) -> Answer:
-        """Answer one question. Never raises: a broken part gives a degraded answer, not an exception."""
+               model_override: str | None = None, on_text: TextSink | None = None) -> Answer:
+        """Answer one question. Never raises: a broken part gives a degraded answer, not an exception.
+
+        `on_text`: where the text of an LLM answer goes while it is written (the adapters show it); other
+        answers are returned without deltas. The returned Answer's text is final either way."""
         started = time.perf_counter()
         try:
-            return self._answer(question, user_id, platform, conversation_id, model_override, started)
+            return self._answer(question, user_id, platform, conversation_id, model_override, started, on_text)
         except Exception:
             log.exception("answer failed; replying with an apology")
             return Answer(
@@ -113,7 +121,7 @@ class PolicyBot:
             )
 
     def _answer(self, question: str, user_id: str, platform: str, conversation_id: str | None,
-                model_override: str | None, started: float) -> Answer:
+                model_override: str | None, started: float, on_text: TextSink | None = None) -> Answer:
         question = " ".join((question or "").split())
         notice = None
         limit = self.settings.max_question_chars
@@ -161,7 +169,7 @@ class PolicyBot:
             answer = replace(answer, notice=turn.notice, rewritten_question=turn.rewritten)
             return self._record(answer, turn)
         try:
-            return self._answer_uncached(turn)
+            return self._answer_uncached(turn, on_text)
         finally:
             if claimed:
                 self.cache.release(key)
@@ -185,7 +193,7 @@ class PolicyBot:
         """How long one answer can take: every LLM attempt timing out, plus retrieval."""
         return self.settings.llm_timeout_s * (self.settings.llm_max_retries + 1) + 5.0
 
-    def _answer_uncached(self, turn: Turn) -> Answer:
+    def _answer_uncached(self, turn: Turn, on_text: TextSink | None = None) -> Answer:
         timings = turn.timings
         t = time.perf_counter()
         query_vector = self.runtime.embedder.embed_query(turn.standalone)
@@ -202,7 +210,7 @@ class PolicyBot:
         if not relevance.relevant:
             answer = self._refusal(turn)
         else:
-            answer, usage = self._generate(turn, passages, close_call=relevance.close_call)
+            answer, usage = self._generate(turn, passages, close_call=relevance.close_call, on_text=on_text)
         timings["total"] = _ms(turn.started)
         answer = replace(answer, timings_ms=timings, rewritten_question=turn.rewritten)
         if answer.kind in ("llm", "extractive", "refusal"):  # never cache a fallback: the LLM may be back next time
@@ -215,28 +223,25 @@ class PolicyBot:
         return Answer(interaction_id=str(uuid.uuid4()), text=text, sources=[], grounded=False, cached=False,
                       model=turn.model, kind="refusal", notice=turn.notice, question=turn.standalone)
 
-    def _generate(self, turn: Turn, passages: list[Passage], close_call: bool = False
-                  ) -> tuple[Answer, tuple[int | None, int | None]]:
+    def _generate(self, turn: Turn, passages: list[Passage], close_call: bool = False,
+                  on_text: TextSink | None = None) -> tuple[Answer, tuple[int | None, int | None]]:
         question, model, timings = turn.standalone, turn.model, turn.timings
         kind, usage = "extractive", (None, None)
         if self.llm is not None:
             t = time.perf_counter()
+            generation, error = None, None
             try:
-                generation = self.llm.complete(self.prompt_messages(question, passages), model)
-                timings["llm"] = _ms(t)
-                cited = renumber(generation.text, len(passages))
-                usage = (generation.prompt_tokens, generation.completion_tokens)
-                if cited.order:
-                    return self._with_sources(turn, cited.text, cited.order, passages, model, "llm"), usage
-                if _is_refusal(generation.text):
-                    return replace(self._refusal(turn), text=cited.text), usage
-                log.warning("LLM answer had no valid citation; using the extractive answer")
-                kind = "fallback"
+                messages = self.prompt_messages(question, passages)
+                stream = getattr(self.llm, "stream", None) if on_text is not None else None
+                generation = (stream(messages, model, on_text) if stream is not None
+                              else self.llm.complete(messages, model))
             except LLMError as err:
-                timings["llm"] = _ms(t)
-                metrics.llm_failures.inc()
-                log.warning("LLM failed, answering extractively: %s", err)
-                kind = "fallback"
+                error = err
+            timings["llm"] = _ms(t)
+            answer, usage = self._after_generation(turn, passages, generation, error)
+            if answer is not None:
+                return answer, usage
+            kind = "fallback"
         t = time.perf_counter()
         # The message as written says what was asked of the merged question: its words lead the extract.
         focus = turn.question if turn.rewritten is not None else None
@@ -250,6 +255,23 @@ class PolicyBot:
         cited = renumber(text, len(passages))
         used_model = EXTRACTIVE_MODEL if kind == "extractive" else f"{EXTRACTIVE_MODEL} (fallback)"
         return self._with_sources(turn, cited.text, cited.order, passages, used_model, kind), usage
+
+    def _after_generation(self, turn: Turn, passages: list[Passage], generation: Generation | None,
+                          error: LLMError | None) -> tuple[Answer | None, tuple[int | None, int | None]]:
+        """The one place an LLM reply, streamed or not, becomes an answer: its citations checked on the full
+        text. None means "answer extractively instead" (the LLM failed, or cited nothing valid)."""
+        if generation is None:
+            metrics.llm_failures.inc()
+            log.warning("LLM failed, answering extractively: %s", error)
+            return None, (None, None)
+        cited = renumber(generation.text, len(passages))
+        usage = (generation.prompt_tokens, generation.completion_tokens)
+        if cited.order:
+            return self._with_sources(turn, cited.text, cited.order, passages, turn.model, "llm"), usage
+        if _is_refusal(generation.text):
+            return replace(self._refusal(turn), text=cited.text), usage
+        log.warning("LLM answer had no valid citation; using the extractive answer")
+        return None, usage
 
     def _with_sources(self, turn: Turn, text: str, order: list[int], passages: list[Passage], model: str,
                       kind: str) -> Answer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,14 @@ class LLMProtocol(Protocol):
     to keep the raw reply. Raises LLMError on any failure, which the core answers extractively."""
 
     def complete(self, messages: list[dict], model: str, max_tokens: int = 600) -> Generation: ...
+
+
+class StreamingLLMProtocol(LLMProtocol, Protocol):
+    """A chat model that can also hand out its reply as it is written (LLM does; a wrapper may not, and then
+    the core asks for the whole reply with complete())."""
+
+    def stream(self, messages: list[dict], model: str, on_text: Callable[[str], None],
+               max_tokens: int = 600) -> Generation: ...
 
 
 class LLM:
@@ -54,6 +62,43 @@ class LLM:
         return Generation(
             text=text,
             model=getattr(response, "model", None) or model,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+        )
+
+    def stream(self, messages: list[dict], model: str, on_text: Callable[[str], None],
+               max_tokens: int = 600) -> Generation:
+        """The same request as complete(), streamed (`stream=True`): `on_text` gets each text delta as it
+        arrives, and the whole reply comes back as a Generation at the end. A failure part way raises
+        LLMError like any other (the caller replaces what was shown)."""
+        if not self._slots.acquire(timeout=self._queue_timeout_s):
+            raise LLMError("all LLM slots busy")
+        parts: list[str] = []
+        usage = None
+        answered_model = model
+        try:
+            response = self.client.chat.completions.create(
+                model=model, messages=messages, temperature=0.2, max_tokens=max_tokens, stream=True,
+                stream_options={"include_usage": True},
+            )
+            with response:  # closes the HTTP response however the loop ends
+                for chunk in response:
+                    answered_model = getattr(chunk, "model", None) or answered_model
+                    usage = getattr(chunk, "usage", None) or usage
+                    delta = chunk.choices[0].delta.content if chunk.choices else None
+                    if delta:
+                        parts.append(delta)
+                        on_text(delta)
+        except Exception as err:  # openai's hierarchy, or the connection dropping mid-stream
+            raise LLMError(f"{type(err).__name__}: {err}") from err
+        finally:
+            self._slots.release()
+        text = "".join(parts).strip()
+        if not text:
+            raise LLMError("empty completion")
+        return Generation(
+            text=text,
+            model=answered_model,
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None),
         )

@@ -29,6 +29,10 @@ llm_failures = Counter("policybot_llm_failures", "LLM calls that failed (extract
 feedback = Counter("policybot_feedback", "Feedback votes recorded", ["rating", "platform"], registry=REGISTRY)
 ingestions = Counter("policybot_ingestions", "Document uploads by result", ["status"], registry=REGISTRY)
 rate_limited = Counter("policybot_rate_limited", "Questions refused by the per-user rate limit", registry=REGISTRY)
+first_text_seconds = Histogram("policybot_first_text_seconds", "Time from taking a question to the first answer "
+                               "text the asker can see (the first streamed words, or the whole answer), by platform "
+                               "and whether it was streamed", ["platform", "streamed"], buckets=_LATENCY,
+                               registry=REGISTRY)
 events_deduplicated = Counter("policybot_events_deduplicated", "Platform events dropped as duplicates",
                               ["platform"], registry=REGISTRY)
 
@@ -62,3 +66,7 @@ def observe_answer(kind: str, platform: str, timings_ms: dict[str, float], token
         llm_tokens.labels("prompt").inc(tokens[0])
     if tokens[1]:
         llm_tokens.labels("completion").inc(tokens[1])
+
+
+def observe_first_text(platform: str, seconds: float, streamed: bool) -> None:
+    first_text_seconds.labels(platform, "yes" if streamed else "no").observe(seconds)

@@ -71,7 +71,7 @@ class SlackAdapter:
         thread_ts = event.get("thread_ts") or event.get("ts")
         question = strip_mention(event.get("text") or "", context.bot_user_id)
         await self.hand_off(dict(event_id=body.get("event_id"), question=question, user=event["user"],
-                                 channel=event.get("channel"), thread_ts=thread_ts))
+                                 channel=event.get("channel"), thread_ts=thread_ts, team=team_of(body, event)))
 
     async def on_message(self, body: dict, event: dict, context) -> None:
         # Edits (message_changed), deletions, joins, bot posts and our own messages are not questions.
@@ -81,7 +81,8 @@ class SlackAdapter:
         if not user or not channel or user == context.bot_user_id:
             return
         thread_ts = event.get("thread_ts") or event.get("ts")
-        turn = dict(event_id=body.get("event_id"), question=text, user=user, channel=channel, thread_ts=thread_ts)
+        turn = dict(event_id=body.get("event_id"), question=text, user=user, channel=channel, thread_ts=thread_ts,
+                    team=team_of(body, event))
         if event.get("channel_type") == "im":
             await self.hand_off(turn)
             return
@@ -306,6 +307,11 @@ def strip_mention(text: str, bot_user_id: str | None) -> str:
     else:
         text = re.sub(r"^\s*<@[UW][A-Z0-9]+(\|[^>]*)?>", " ", text)
     return " ".join(text.split())
+
+
+def team_of(body: dict, event: dict) -> str | None:
+    """The asker's workspace (a stream into a channel thread names it: recipient_team_id)."""
+    return event.get("user_team") or event.get("team") or body.get("team_id")
 
 
 def mentions(text: str, user_id: str | None) -> bool:

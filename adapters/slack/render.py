@@ -159,13 +159,9 @@ def feedback_block(interaction_id: str) -> dict:
 def render_answer(answer: Answer) -> Message:
     """The answer with inline [n], a context block of its sources, and 👍/👎 carrying the interaction id."""
     head: list[dict] = []
-    tail: list[dict] = []
     if answer.notice:
-        head.append(ContextBlock(elements=[MarkdownTextObject(text=escape(answer.notice)[:SECTION_LIMIT])]).to_dict())
-    if answer.sources:
-        tail.append(_sources_block(answer.sources))
-    if answer.rateable:
-        tail.append(feedback_block(answer.interaction_id))
+        head.append(_notice_block(answer.notice))
+    tail = answer_footer(answer)
 
     body = to_mrkdwn(answer.text) or " "
     sections = split_text(body)
@@ -175,6 +171,34 @@ def render_answer(answer: Answer) -> Message:
         sections[-1] = sections[-1][: SECTION_LIMIT - 30].rstrip() + " … _(answer shortened)_"
     blocks = head + [SectionBlock(text=MarkdownTextObject(text=s)).to_dict() for s in sections] + tail
     return Message(blocks=blocks, text=fallback_text(answer))
+
+
+def answer_footer(answer: Answer) -> list[dict]:
+    """What goes under an answer's text: its sources and the 👍/👎 (also what chat.stopStream adds under a
+    streamed answer)."""
+    tail: list[dict] = []
+    if answer.sources:
+        tail.append(_sources_block(answer.sources))
+    if answer.rateable:
+        tail.append(feedback_block(answer.interaction_id))
+    return tail
+
+
+def stream_text(delta: str) -> str:
+    """A piece of streamed answer text as chat.appendStream's markdown: escaped like every answer, so a
+    document can neither mention @channel nor forge a link (escaping is per character, so pieces can be
+    escaped one by one)."""
+    return escape(delta)
+
+
+def stream_end_blocks(answer: Answer) -> list[dict]:
+    """The blocks chat.stopStream puts under a streamed answer: the notice (it could not go above: the text was
+    already streaming), the sources and the feedback buttons."""
+    return ([_notice_block(answer.notice)] if answer.notice else []) + answer_footer(answer)
+
+
+def _notice_block(notice: str) -> dict:
+    return ContextBlock(elements=[MarkdownTextObject(text=escape(notice)[:SECTION_LIMIT])]).to_dict()
 
 
 def _sources_block(sources: list[Source]) -> dict:

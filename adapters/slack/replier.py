@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable
 
 import aiohttp
@@ -25,7 +26,10 @@ from adapters import background
 from adapters.background import BUSY_MESSAGE
 from adapters.message_log import log_question
 from adapters.slack import render
+from adapters.slack.stream import SlackStream
+from bot import metrics
 from bot.core import PolicyBot
+from bot.streaming import DeltaFeed, relay
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +44,14 @@ BAD_BLOCKS = frozenset({"invalid_blocks", "invalid_blocks_format", "invalid_atta
 RunBlocking = Callable[..., Awaitable]
 QUESTION_TURN = "slack_question"  # the kind of queued turn an answer worker runs with SlackReplier.answer
 
-def make_client(settings) -> AsyncWebClient:
+def make_client(settings, wait_out_rate_limits: bool = True) -> AsyncWebClient:
     """The Web API client: bot token, SLACK_API_URL as base URL, and the SDK's retry handlers
-    (connection errors, and HTTP 429 `ratelimited`, which waits for Retry-After)."""
+    (connection errors, and HTTP 429 `ratelimited`, which waits for Retry-After, unless told not to: streams)."""
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-    return AsyncWebClient(
-        token=settings.slack_bot_token,
-        base_url=base_url,
-        timeout=30,
-        retry_handlers=[AsyncConnectionErrorRetryHandler(),
-                        AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
-    )
+    handlers = [AsyncConnectionErrorRetryHandler()]
+    if wait_out_rate_limits:
+        handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES))
+    return AsyncWebClient(token=settings.slack_bot_token, base_url=base_url, timeout=30, retry_handlers=handlers)
 
 
 class SlackReplier:
@@ -61,9 +62,18 @@ class SlackReplier:
         self.settings = bot.settings
         self.run_blocking = run_blocking
         self.client = make_client(self.settings)
+        self._stream_client: AsyncWebClient | None = None
+
+    @property
+    def stream_client(self) -> AsyncWebClient:
+        """The client for stream calls: no waiting out rate limits; the same pooled session as `client`."""
+        if self._stream_client is None or self._stream_client.session is not self.client.session:
+            self._stream_client = make_client(self.settings, wait_out_rate_limits=False)
+            self._stream_client.session = self.client.session
+        return self._stream_client
 
     async def say_busy(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
-                       only_if_engaged: bool = False) -> None:
+                       only_if_engaged: bool = False, team: str | None = None) -> None:
         """The answer workers have more questions waiting than they can take: say so now rather than let
         everyone's wait grow. Not a recorded turn (nothing to rate)."""
         if await self._take(event_id, channel, thread_ts, only_if_engaged):
@@ -81,19 +91,38 @@ class SlackReplier:
         return True
 
     async def answer(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
-                     only_if_engaged: bool = False) -> None:
-        """Answer a question in its thread (a status first if it takes a while); the keyword arguments are a
-        queued turn's (QUESTION_TURN)."""
+                     only_if_engaged: bool = False, team: str | None = None) -> None:
+        """Answer a question in its thread (a status first if it takes a while; an LLM answer streamed as it is
+        written, adapters.slack.stream); the keyword arguments are a queued turn's (QUESTION_TURN). `team`: the
+        asker's workspace, which a stream into a channel thread names (recipient_team_id)."""
         if not await self._take(event_id, channel, thread_ts, only_if_engaged):
             return
+        started = time.monotonic()
         log_question(self.settings, PLATFORM, user, question)
+        feed = DeltaFeed() if self.settings.stream_answers else None
         work = asyncio.ensure_future(
-            self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}"))
+            self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}", on_text=feed))
         quick = await background.ready_within(work, background.INDICATOR_DELAY_S)
         status_shown = not quick and await self.set_status(channel, thread_ts, STATUS)
+        stream = None
+        if feed is not None and not work.done():
+            stream = SlackStream(self.client, self.stream_client, channel, thread_ts, user, team)
+
+            async def show(text: str, new: str) -> bool:
+                first = stream.ts is None
+                shown = await stream.show(text, new)
+                if first and stream.ts is not None:
+                    metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=True)
+                return shown
+
+            await relay(feed, work, show, self.settings.stream_interval_s)
         answer = await work
         message = render.render_answer(answer)
-        posted = await self.post(channel, thread_ts, message, user)
+        posted = await stream.finish(answer, message) if stream is not None else None
+        if posted is None:
+            posted = await self.post(channel, thread_ts, message, user)
+            if posted is not None and (stream is None or stream.ts is None):
+                metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
         if posted is None:
             if status_shown:
                 await self.set_status(channel, thread_ts, "")

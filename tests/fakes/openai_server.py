@@ -3,6 +3,10 @@
 The real `openai` client talks to it over HTTP. By default it answers chat completions deterministically from
 the sources in the prompt (first sentence of source 1, cited [1]); tests can queue scripted replies
 (status codes such as 429/500, delays, bad citations) and read back every request it received.
+
+A request with `"stream": true` is answered as the real API streams: server-sent events, one
+`chat.completion.chunk` per word, the first after `first_token_s`, then `tokens_per_s` (a usage chunk when
+`stream_options.include_usage` asks for one), then `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ class Scripted:
     content: str | None = None  # chat reply text (status 200)
     delay_s: float = 0.0
     body: dict | None = None  # raw JSON body instead of a generated one
+    first_token_s: float | None = None  # streaming: overrides the server's first_token_s / tokens_per_s
+    tokens_per_s: float | None = None
 
 
 @dataclass
 class FakeOpenAI(LocalHTTPServer):
     delay_s: float = 0.0  # added to every chat completion (load tests)
+    first_token_s: float = 0.0  # streamed replies: wait before the first token ...
+    tokens_per_s: float = 0.0  # ... then this many words a second (0: all at once)
     embedding_dim: int = 32
     requests: list[dict] = field(default_factory=list)
     script: deque = field(default_factory=deque)
@@ -68,7 +76,28 @@ class FakeOpenAI(LocalHTTPServer):
                     self._reply(404, {"error": {"message": f"no route {method} {path}", "type": "invalid_request"}})
                     return
                 status, body = handler(fake, self, raw)
-                self._reply(status, body)
+                if isinstance(body, Streamed):
+                    self._stream(body)
+                else:
+                    self._reply(status, body)
+
+            def _stream(self, streamed: "Streamed") -> None:
+                """Server-sent events, each written (and flushed) when its time comes; the end of the
+                connection ends the body, as with a proxy that does not chunk."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    for delay, event in streamed.events():
+                        if delay:
+                            time.sleep(delay)
+                        self.wfile.write(f"data: {event}\n\n".encode())
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):  # the client stopped reading
+                    pass
 
             def do_POST(self):
                 self._handle("POST")
@@ -136,6 +165,11 @@ def _chat(fake: FakeOpenAI, handler, raw: bytes):
     if scripted.body is not None:
         return 200, scripted.body
     content = scripted.content if scripted.content is not None else default_reply(body.get("messages", []))
+    if body.get("stream"):
+        first = scripted.first_token_s if scripted.first_token_s is not None else fake.first_token_s
+        rate = scripted.tokens_per_s if scripted.tokens_per_s is not None else fake.tokens_per_s
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return 200, Streamed(content, body.get("model", "fake"), first, rate, usage, len(raw) // 4)
     return 200, {
         "id": "chatcmpl-" + hashlib.sha1(raw).hexdigest()[:12],
         "object": "chat.completion",
@@ -145,6 +179,37 @@ def _chat(fake: FakeOpenAI, handler, raw: bytes):
         "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(content) // 4,
                   "total_tokens": len(raw) // 4 + len(content) // 4},
     }
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A streamed chat completion: what to say and how fast."""
+
+    content: str
+    model: str
+    first_token_s: float
+    tokens_per_s: float
+    include_usage: bool
+    prompt_tokens: int
+
+    def events(self):
+        """(seconds to wait first, JSON text) for each event, then [DONE]."""
+        base = {"id": f"chatcmpl-stream{int(time.time() * 1000) % 10**9}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": self.model}
+
+        def chunk(delta: dict, finish: str | None = None) -> str:
+            return json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        yield self.first_token_s, chunk({"role": "assistant", "content": ""})
+        words = re.findall(r"\S+\s*|\s+", self.content)
+        for i, word in enumerate(words):
+            yield (1 / self.tokens_per_s if self.tokens_per_s and i else 0.0), chunk({"content": word})
+        yield 0.0, chunk({}, "stop")
+        if self.include_usage:
+            yield 0.0, json.dumps({**base, "choices": [], "usage": {
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": len(words),
+                "total_tokens": self.prompt_tokens + len(words)}})
+        yield 0.0, "[DONE]"
 
 
 def _embeddings(fake: FakeOpenAI, handler, raw: bytes):

@@ -7,6 +7,11 @@
 
 Tests can make a method fail a number of times (`fail("chat.postMessage", "ratelimited", status=429)`), serve
 Slack's HTML sign-in page instead of files, and wait for calls with a timeout.
+
+Chat streaming as Slack does it: chat.startStream makes a message in the streaming state (its text is the
+markdown of its chunks), chat.appendStream adds to it, chat.stopStream ends the streaming state and adds the
+blocks; appending to or stopping a message that is not streaming answers `message_not_in_streaming_state`.
+chat.update rewrites a message. `messages` keeps every message the bot made, by ts, as the user would see it.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class FakeSlack(LocalHTTPServer):
     downloads: list[dict] = field(default_factory=list)
     files: dict[str, FakeFile] = field(default_factory=dict)
     failures: dict[str, deque] = field(default_factory=dict)
+    messages: dict[str, dict] = field(default_factory=dict)  # ts -> {channel, thread_ts, text, blocks, streaming}
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -268,7 +274,38 @@ class FakeSlack(LocalHTTPServer):
             channel = args.get("channel", "")
             if channel.startswith(("U", "W")):  # posting to a user id goes to the app's DM with them
                 channel = "D" + channel[1:]
+            with self._lock:
+                self.messages[ts] = {"channel": channel, "thread_ts": args.get("thread_ts"),
+                                     "text": args.get("text", ""), "blocks": args.get("blocks") or [],
+                                     "streaming": False, "streamed": False}
             return {"ok": True, "channel": channel, "ts": ts, "message": message}
+        if method == "chat.startStream":
+            ts = self._new_ts()
+            with self._lock:
+                self.messages[ts] = {"channel": args.get("channel"), "thread_ts": args.get("thread_ts"),
+                                     "text": (args.get("markdown_text") or "") + _chunk_text(args), "blocks": [],
+                                     "streaming": True, "streamed": True}
+            return {"ok": True, "channel": args.get("channel"), "ts": ts}
+        if method in ("chat.appendStream", "chat.stopStream"):
+            with self._lock:
+                stored = self.messages.get(args.get("ts", ""))
+                if stored is None:
+                    return {"ok": False, "error": "message_not_found"}
+                if not stored["streaming"]:
+                    return {"ok": False, "error": "message_not_in_streaming_state"}
+                stored["text"] += (args.get("markdown_text") or "") + _chunk_text(args)
+                if method == "chat.stopStream":
+                    stored["streaming"] = False
+                    stored["blocks"] = args.get("blocks") or []
+            return {"ok": True, "channel": stored["channel"], "ts": args["ts"]}
+        if method == "chat.update":
+            with self._lock:
+                stored = self.messages.get(args.get("ts", ""))
+                if stored is None:
+                    return {"ok": False, "error": "message_not_found"}
+                stored.update(text=args.get("text", ""), blocks=args.get("blocks") or [], streaming=False,
+                              updated=True)
+            return {"ok": True, "channel": stored["channel"], "ts": args["ts"], "text": args.get("text", "")}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._new_ts()}
         if method == "views.open":
@@ -283,6 +320,12 @@ class FakeSlack(LocalHTTPServer):
                 return {"ok": False, "error": "file_not_found"}
             return {"ok": True, "file": dict(entry.meta), "comments": [], "response_metadata": {"next_cursor": ""}}
         return {"ok": False, "error": "unknown_method"}
+
+
+def _chunk_text(args: dict) -> str:
+    """The markdown of a stream call's `chunks` (slack_sdk 3.48 sends text as markdown_text chunks)."""
+    return "".join(c.get("text", "") for c in args.get("chunks") or [] if isinstance(c, dict)
+                   and c.get("type") == "markdown_text")
 
 
 # ---------------------------------------------------------------------------------------------------------

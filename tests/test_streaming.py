@@ -101,3 +101,161 @@ def test_relay_shows_the_first_text_at_once_then_at_most_once_per_interval():
     assert 2 <= len(calls) <= 5  # buffered: not one call per word
     assert all(b[0] - a[0] >= 0.29 for a, b in zip(calls, calls[1:]))
     assert "".join(new for _, _, new in calls) == shown and text.startswith(shown)
+
+
+# ------------------------------------------------------------------------------------------------- Slack
+
+from adapters import answer_worker  # noqa: E402
+from adapters.platforms import PLATFORMS  # noqa: E402
+from adapters.server import build_app  # noqa: E402
+from adapters.slack.replier import QUESTION_TURN  # noqa: E402
+from adapters.turn_queue import GROUP, STREAM, TurnQueue  # noqa: E402
+from tests.fakes.slack_api import app_mention, message, new_ts  # noqa: E402
+from tests.test_slack import SECRET, feedback_values, serving, slack_settings  # noqa: E402
+
+
+@pytest.fixture
+def streaming_bot(llm_policybot, fake_slack, fake_openai, tmp_path):
+    """The LLM core wired to the local Slack API, streaming every 0.2 s; the LLM writes 20 words a second."""
+    bot = llm_policybot
+    bot.settings = bot.runtime.settings = slack_settings(bot.settings, fake_slack, stream_interval_s=0.2,
+                                                         llm_timeout_s=5.0)
+    load_leave(bot.runtime, tmp_path)
+    fake_openai.first_token_s, fake_openai.tokens_per_s = 0.5, 20
+    return bot
+
+
+def methods(fake) -> list[str]:
+    return [c.method for c in fake.calls if c.method.startswith(("chat.", "assistant."))]
+
+
+async def ask(bot, fake, event, wait_for: str) -> None:
+    async with serving(bot) as slack:
+        assert (await slack.event(event)).status == 200
+        await fake.wait_for(wait_for)
+
+
+@pytest.mark.parametrize("where", ["channel", "dm"])
+def test_slack_answer_streams_then_stops_with_sources_and_feedback(streaming_bot, fake_slack, fake_openai, where):
+    fake_openai.queue(Scripted(content=CITED))
+    event = (app_mention("How many vacation days do I get?", user="U1", channel="C1") if where == "channel"
+             else message("How many vacation days do I get?", user="U1", channel="D1"))
+    asyncio.run(ask(streaming_bot, fake_slack, event, "chat.stopStream"))
+
+    calls = methods(fake_slack)
+    # The thread status until the first text, then one stream: started, appended (buffered), stopped.
+    assert calls[0] == "assistant.threads.setStatus" and calls[1] == "chat.startStream"
+    appends = calls.count("chat.appendStream")
+    assert 1 <= appends <= 6, calls  # ~0.85 s of writing at one call per 0.2 s, not one per word (17)
+    assert calls[-1] == "chat.stopStream" and "chat.postMessage" not in calls and "chat.update" not in calls
+    [start] = fake_slack.calls_to("chat.startStream")
+    assert start.args["thread_ts"] == event["ts"] and start.args["recipient_user_id"] == "U1"
+    assert start.args["recipient_team_id"] == "T0POLICY"
+    [stop] = fake_slack.calls_to("chat.stopStream")
+    [shown] = fake_slack.messages.values()
+    assert shown["text"].strip() == CITED and not shown["streaming"]  # every word once, in order
+    [stored] = [row(streaming_bot.runtime, i.id) for i in _interactions(streaming_bot.runtime)]
+    assert feedback_values(stop.args["blocks"]) == (f"+1:{stored.id}", f"-1:{stored.id}")
+    assert any("Leave Policy › Vacation" in e["text"] for b in stop.args["blocks"] if b["type"] == "context"
+               for e in b["elements"])
+    assert stored.kind == "llm" and stored.message_ref == f"{event['channel']}:{start_ts(fake_slack)}"
+
+
+def start_ts(fake) -> str:
+    return next(iter(fake.messages))
+
+
+def _interactions(runtime) -> list[Interaction]:
+    with runtime.sessions() as session:
+        return list(session.query(Interaction).order_by(Interaction.created_at))
+
+
+def test_slack_citation_failure_replaces_the_streamed_text(streaming_bot, fake_slack, fake_openai):
+    fake_openai.queue(Scripted(content=UNCITED))
+    asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?"), "chat.update"))
+    [shown] = fake_slack.messages.values()
+    assert shown["streamed"] and shown["updated"]  # the streamed message itself was rewritten ...
+    assert "25 days" in shown["text"] and "trust me" not in shown["text"]  # ... with the extractive answer
+    assert feedback_values(shown["blocks"])
+    calls = methods(fake_slack)
+    assert calls.index("chat.stopStream") < calls.index("chat.update") and "chat.postMessage" not in calls
+    [stored] = _interactions(streaming_bot.runtime)
+    assert stored.kind == "fallback" and stored.answer == _plain(stored.answer)
+
+
+def _plain(text: str) -> str:
+    assert "trust me" not in text
+    return text
+
+
+@pytest.mark.parametrize("error", ["message_not_in_streaming_state", "ratelimited"])
+def test_slack_stream_refused_midway_is_finished_with_chat_update(streaming_bot, fake_slack, fake_openai, error):
+    fake_openai.queue(Scripted(content=CITED))
+    fake_slack.fail("chat.appendStream", error, times=5)
+    asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?"), "chat.update"))
+    calls = methods(fake_slack)
+    assert calls.count("chat.appendStream") == 1  # no more appends once one was refused
+    assert "chat.postMessage" not in calls
+    [shown] = fake_slack.messages.values()
+    assert "25 days" in shown["text"] and shown["text"].count("25 days") == 1 and feedback_values(shown["blocks"])
+    [stored] = _interactions(streaming_bot.runtime)
+    assert stored.message_ref.endswith(start_ts(fake_slack))
+
+
+@pytest.mark.parametrize("error", ["unknown_method", "ratelimited"])
+def test_slack_without_streaming_posts_the_answer_once(streaming_bot, fake_slack, fake_openai, error):
+    fake_openai.queue(Scripted(content=CITED))
+    fake_slack.fail("chat.startStream", error)  # an old workspace, or too many streams at once
+    asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?"), "chat.postMessage"))
+    calls = methods(fake_slack)
+    assert calls.count("chat.startStream") == 1 and "chat.appendStream" not in calls
+    [post] = fake_slack.calls_to("chat.postMessage")
+    assert CITED.split("[1]")[0].strip() in post.args["text"] and feedback_values(post.args["blocks"])
+    assert [m["streamed"] for m in fake_slack.messages.values()] == [False]
+
+
+def test_slack_stop_refused_is_finished_with_chat_update(streaming_bot, fake_slack, fake_openai):
+    fake_openai.queue(Scripted(content=CITED))
+    fake_slack.fail("chat.stopStream", "message_not_in_streaming_state")  # the stream expired meanwhile
+    asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?"), "chat.update"))
+    [shown] = fake_slack.messages.values()
+    assert shown["updated"] and shown["text"].count("25 days") == 1 and feedback_values(shown["blocks"])
+    assert not fake_slack.calls_to("chat.postMessage")
+
+
+def test_slack_quick_answers_are_posted_not_streamed(streaming_bot, fake_slack, fake_openai):
+    fake_openai.queue(Scripted(content=CITED))
+    asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?"), "chat.stopStream"))
+    # The same question again is a cache hit: posted whole, at once.
+    asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?", channel="C2"),
+                    "chat.postMessage"))
+    assert len(fake_slack.calls_to("chat.startStream")) == 1
+    assert fake_slack.calls_to("chat.postMessage")[0].args["channel"] == "C2"
+
+
+def test_slack_queued_question_is_streamed_by_an_answer_worker(streaming_bot, fake_slack, fake_openai, settings,
+                                                               redis_client):
+    fake_openai.queue(Scripted(content=CITED))
+    turn = dict(event_id="EvStream", question="How many vacation days do I get?", user="U3", channel="C3",
+                thread_ts=new_ts(), team="T0POLICY")
+
+    async def scenario() -> None:
+        queue = TurnQueue.from_url(settings.redis_url)
+        try:
+            await queue.put(QUESTION_TURN, turn)
+            await queue.put(QUESTION_TURN, turn)  # a retry of the same event
+            stop = asyncio.Event()
+            worker = asyncio.create_task(answer_worker.work(streaming_bot, stop))
+            await fake_slack.wait_for("chat.stopStream")
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.wait_for(worker, 30)
+        finally:
+            await queue.close()
+
+    asyncio.run(scenario())
+    [start] = fake_slack.calls_to("chat.startStream")
+    assert start.args["recipient_team_id"] == "T0POLICY" and start.args["channel"] == "C3"
+    [shown] = fake_slack.messages.values()
+    assert shown["text"].strip() == CITED and not fake_slack.calls_to("chat.postMessage")
+    assert redis_client.xpending(STREAM, GROUP)["pending"] == 0 and len(_interactions(streaming_bot.runtime)) == 1

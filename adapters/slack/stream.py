@@ -79,7 +79,7 @@ class SlackStream:
         if self.ts is None:
             return None
         if not self.broken and not replaces(self.sent, answer.text):
-            tail = answer.text[len(self.sent.strip()):] if self.sent else answer.text
+            tail = unsent(self.sent, answer.text)
             try:
                 await self.streamer.stop(markdown_text=render.stream_text(tail) or None,
                                          blocks=render.stream_end_blocks(answer) or None)
@@ -98,6 +98,14 @@ class SlackStream:
             log.error("could not rewrite the streamed answer in %s (%s); posting it again", self.channel,
                       _error(err))
             return None
+
+
+def unsent(sent: str, final_text: str) -> str:
+    """The part of the final text not streamed yet, when the final text continues what was sent (the sent text
+    may end in whitespace that the final text has too: it is not sent twice)."""
+    rest = final_text[len(sent.strip()):]
+    sent_blanks = len(sent) - len(sent.rstrip())
+    return rest[len(rest[:sent_blanks]) - len(rest[:sent_blanks].lstrip()):]
 
 
 def _error(err: Exception) -> str:

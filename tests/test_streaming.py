@@ -9,6 +9,7 @@ import io
 import time
 
 import pytest
+from sqlalchemy import text
 
 from bot.core import PolicyBot
 from bot.records import Interaction
@@ -259,3 +260,95 @@ def test_slack_queued_question_is_streamed_by_an_answer_worker(streaming_bot, fa
     [shown] = fake_slack.messages.values()
     assert shown["text"].strip() == CITED and not fake_slack.calls_to("chat.postMessage")
     assert redis_client.xpending(STREAM, GROUP)["pending"] == 0 and len(_interactions(streaming_bot.runtime)) == 1
+
+
+# ------------------------------------------------------------------------------------------------- Teams
+
+from tests.test_teams import CHANNEL, RunningApp, feedback_invoke  # noqa: E402
+from tests.test_teams import message as teams_message  # noqa: E402
+
+
+@pytest.fixture
+def teams_llm(llm_policybot, fake_openai, connector, tmp_path):
+    """The LLM core behind the Teams endpoint; the LLM's first word after 0.5 s, then 8 words a second."""
+    bot = llm_policybot
+    bot.settings = bot.runtime.settings = bot.settings.model_copy(update={"llm_timeout_s": 5.0})
+    load_leave(bot.runtime, tmp_path)
+    fake_openai.first_token_s, fake_openai.tokens_per_s = 0.5, 8
+    server = RunningApp(build_app(bot, PLATFORMS)).start()
+    yield server
+    server.stop()
+
+
+def teams_ask(server, connector, question: str, **kwargs):
+    activity = teams_message(connector, question, **kwargs)
+    status, _ = server.post(activity)
+    assert status == 202
+    connector.wait_for_messages(1)
+    server.wait_idle()
+    return activity
+
+
+def test_teams_personal_chat_streams_then_sends_the_final_cited_message(teams_llm, connector, fake_openai,
+                                                                       llm_policybot):
+    fake_openai.queue(Scripted(content=CITED))
+    teams_ask(teams_llm, connector, "How many vacation days do I get?")
+    sent = connector.sent
+    informative, *updates, final = sent
+    assert informative.type == "typing" and informative.text == "Searching the handbook…"
+    assert informative.stream == {"type": "streaminfo", "streamType": "informative", "streamSequence": 1}
+    stream_id = informative.activity_id
+    assert len(updates) >= 2 and all(u.type == "typing" for u in updates)
+    assert [u.stream for u in updates] == [{"type": "streaminfo", "streamType": "streaming", "streamId": stream_id,
+                                            "streamSequence": n} for n in range(2, len(updates) + 2)]
+    texts = [u.text for u in updates]
+    assert all(b.startswith(a.strip()) and len(b) > len(a) for a, b in zip(texts, texts[1:]))  # the text so far
+    assert all(b.at - a.at >= 0.95 for a, b in zip(updates, updates[1:]))  # at most one a second
+    assert final.type == "message" and final.text == CITED
+    entities = {e["type"]: e for e in final.activity["entities"]}
+    assert entities["streaminfo"] == {"type": "streaminfo", "streamType": "final", "streamId": stream_id}
+    assert entities["https://schema.org/Message"]["citation"][0]["position"] == 1
+    assert final.activity["channelData"] == {"feedbackLoop": {"type": "default"}}
+    # The streamed message is the answer: a vote on it is recorded against the interaction.
+    assert teams_llm.post(feedback_invoke(connector, stream_id, "like"))[0] == 200
+    with llm_policybot.runtime.sessions() as session:
+        [interaction] = session.query(Interaction).all()
+        assert interaction.kind == "llm" and interaction.message_ref.endswith(stream_id)
+        votes = session.execute(text("SELECT interaction_id, rating FROM feedback")).all()
+    assert [tuple(v) for v in votes] == [(interaction.id, 1)]
+
+
+def test_teams_channel_gets_the_final_message_only(teams_llm, connector, fake_openai):
+    fake_openai.queue(Scripted(content=CITED))
+    teams_ask(teams_llm, connector, "How many vacation days do I get?", conversation=CHANNEL, kind="channel",
+              mention=True)
+    assert all(s.stream is None for s in connector.sent)
+    [final] = connector.messages()
+    assert final.text == CITED and {e["type"] for e in final.activity["entities"]} == {"https://schema.org/Message"}
+
+
+def test_teams_refused_stream_update_falls_back_to_the_final_message(teams_llm, connector, fake_openai):
+    fake_openai.queue(Scripted(content=CITED))
+    connector.fail_stream(429, times=1)
+    teams_ask(teams_llm, connector, "How many vacation days do I get?")
+    assert len(connector.refused) == 1
+    assert [s.stream["streamType"] for s in connector.sent] == ["informative", "final"]  # no updates after a 429
+    [final] = connector.messages()
+    assert final.text == CITED
+
+
+def test_teams_refused_final_stream_message_is_sent_as_a_message(teams_llm, connector, fake_openai):
+    fake_openai.queue(Scripted(content=CITED))
+    connector.fail_stream(403, times=1, stream_type="final")
+    teams_ask(teams_llm, connector, "How many vacation days do I get?")
+    [final] = connector.messages()
+    assert final.text == CITED and final.stream is None and len(connector.refused) == 1
+
+
+def test_teams_citation_failure_replaces_the_streamed_text(teams_llm, connector, fake_openai):
+    fake_openai.queue(Scripted(content=UNCITED))
+    teams_ask(teams_llm, connector, "How many vacation days do I get?")
+    updates = [s for s in connector.sent if s.stream and s.stream["streamType"] == "streaming"]
+    assert updates and "trust me" in updates[-1].text
+    [final] = connector.messages()
+    assert final.stream["streamType"] == "final" and "25 days" in final.text and "trust me" not in final.text

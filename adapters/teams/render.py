@@ -131,6 +131,45 @@ def typing_activity() -> Activity:
     return Activity(type=ActivityTypes.typing)
 
 
+# --------------------------------------------------------------------------------------------- streaming
+# Teams streams a bot message in personal chats as typing activities that carry a `streaminfo` entity
+# (https://learn.microsoft.com/microsoftteams/platform/bots/streaming-ux): an informative update, then the
+# text so far (each one the whole text, not a delta) numbered by streamSequence, then the final message. The
+# connector's id for the first one is the streamId every later one names.
+
+STREAMINFO = "streaminfo"
+
+
+def stream_entity(stream_type: str, stream_id: str | None, sequence: int | None) -> RawEntity:
+    """{"type": "streaminfo", "streamType": informative | streaming | final, "streamId", "streamSequence"}; the
+    first activity has no id yet, the final one no sequence."""
+    properties: dict = {"streamType": stream_type}
+    if stream_id:
+        properties["streamId"] = stream_id
+    if sequence is not None:
+        properties["streamSequence"] = sequence
+    return RawEntity(type=STREAMINFO, additional_properties=properties)
+
+
+def informative_activity(text: str, sequence: int = 1) -> Activity:
+    """The status shown before any answer text ("Searching the handbook…"); it starts the stream."""
+    return Activity(type=ActivityTypes.typing, text=text, entities=[stream_entity("informative", None, sequence)])
+
+
+def streaming_activity(text: str, stream_id: str | None, sequence: int) -> Activity:
+    """The answer so far (the whole text, escaped like the final answer)."""
+    return Activity(type=ActivityTypes.typing, text=_escape_tags(text)[:MAX_ACTIVITY_BYTES // 2],
+                    entities=[stream_entity("streaming", stream_id, sequence)])
+
+
+def final_activity(answer: Answer, stream_id: str | None) -> Activity:
+    """The answer as always (AI label, citations, feedback loop), closing the stream when there is one."""
+    activity = answer_activity(answer)
+    if stream_id:
+        activity.entities = [*(activity.entities or []), stream_entity("final", stream_id, None)]
+    return activity
+
+
 def upload_results(results: list[UploadResult | str]) -> str:
     """One line per file: the core's message (already says what happened or what went wrong)."""
     lines = [r if isinstance(r, str) else r.message for r in results]

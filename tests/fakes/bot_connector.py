@@ -5,7 +5,9 @@ Tests set it as the activity's serviceUrl; botbuilder's real ConnectorClient the
     POST /v3/conversations/{conversationId}/activities                 (send to conversation)
     POST /v3/conversations/{conversationId}/activities/{replyToId}     (reply to an activity)
 
-and it answers {"id": "<new activity id>"} and records every activity. It also serves files for the upload tests
+and it answers {"id": "<new activity id>"} and records every activity. Streaming as Teams does it: an activity
+whose `streaminfo` entity names a streamId is answered with that id (the streamed message keeps it), and
+`fail_stream()` makes the next streaming activities fail (429 Too Many Requests, 403 ContentStreamNotAllowed). It also serves files for the upload tests
 (GET /files/{name}, registered with `add_file`: bytes, content type, status, e.g. 404 or an HTML page) and logs
 every request, so a test can check that a file was never downloaded.
 """
@@ -29,6 +31,7 @@ class Sent:
     reply_to_id: str | None
     activity_id: str
     activity: dict
+    at: float = 0.0  # time.monotonic() when it arrived
 
     @property
     def type(self) -> str:
@@ -37,6 +40,11 @@ class Sent:
     @property
     def text(self) -> str:
         return self.activity.get("text") or ""
+
+    @property
+    def stream(self) -> dict | None:
+        """The activity's streaminfo entity (streamType, streamId, streamSequence), if any."""
+        return next((e for e in self.activity.get("entities") or [] if e.get("type") == "streaminfo"), None)
 
 
 @dataclass
@@ -52,6 +60,8 @@ class FakeConnector(LocalHTTPServer):
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     peers: list[int] = field(default_factory=list)  # the client's port of every POST: one per TCP connection
     files: dict[str, FakeFile] = field(default_factory=dict)
+    stream_failures: dict[str, list[int]] = field(default_factory=dict)  # streamType -> statuses to answer
+    refused: list[dict] = field(default_factory=list)  # activities answered with a scripted failure
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -99,9 +109,22 @@ class FakeConnector(LocalHTTPServer):
                         self._reply(400, b'{"error": {"code": "BadSyntax", "message": "not JSON"}}')
                         return
                     with fake._lock:
-                        activity_id = f"bot-{next(fake._ids)}"
+                        info = next((e for e in activity.get("entities") or [] if isinstance(e, dict)
+                                     and e.get("type") == "streaminfo"), None)
+                        failing = fake.stream_failures.get(info.get("streamType")) if info else None
+                        if failing:
+                            status = failing.pop(0)
+                            fake.refused.append(activity)
+                        else:
+                            status = None
+                    if status is not None:
+                        code = "ContentStreamNotAllowed" if status == 403 else "TooManyRequests"
+                        self._reply(status, json.dumps({"error": {"code": code, "message": "scripted"}}).encode())
+                        return
+                    with fake._lock:
+                        activity_id = (info or {}).get("streamId") or f"bot-{next(fake._ids)}"
                         fake.sent.append(Sent(unquote(parts[2]), unquote(parts[4]) if len(parts) == 5 else None,
-                                              activity_id, activity))
+                                              activity_id, activity, time.monotonic()))
                     self._reply(200, json.dumps({"id": activity_id}).encode())
                     return
                 self._reply(404, json.dumps({"error": {"code": "NotFound", "message": path}}).encode())
@@ -122,6 +145,11 @@ class FakeConnector(LocalHTTPServer):
         """Serve `body` at /files/{name}; returns its download URL."""
         self.files[name] = FakeFile(body, content_type, status)
         return f"{self.service_url}files/{name}"
+
+    def fail_stream(self, status: int = 429, times: int = 1, stream_type: str = "streaming") -> None:
+        """The next `times` activities of `stream_type` (informative, streaming, final) are refused with `status`."""
+        with self._lock:
+            self.stream_failures.setdefault(stream_type, []).extend([status] * times)
 
     def messages(self, conversation_id: str | None = None) -> list[Sent]:
         with self._lock:

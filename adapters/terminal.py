@@ -9,12 +9,14 @@ from typing import Callable, TextIO
 
 from bot.contract import Answer
 from bot.core import PolicyBot
+from bot.streaming import replaces, unsent
 
 PLATFORM = "terminal"
 
 
-def render(answer: Answer) -> str:
-    lines = [answer.text]
+def render(answer: Answer, with_text: bool = True) -> str:
+    """The answer, its notice and its sources; without the text when it was already printed as it streamed."""
+    lines = [answer.text] if with_text else []
     if answer.notice:
         lines.insert(0, f"({answer.notice})")
     if answer.sources:
@@ -54,9 +56,8 @@ def chat(bot: PolicyBot, read: Callable[[str], str] = input, out: TextIO = sys.s
             continue
         if question.lower() in QUIT:
             return 0
-        answer = bot.answer(question, user, PLATFORM, conversation)
+        answer = _streamed_answer(bot, question, user, conversation, out)
         question = None
-        print("\n" + render(answer) + "\n", file=out)
         if not answer.rateable:
             continue
         reply = _read(read, RATE_PROMPT, out)
@@ -73,6 +74,32 @@ def chat(bot: PolicyBot, read: Callable[[str], str] = input, out: TextIO = sys.s
                 return 0
         elif vote:
             question = reply  # not a rating: the next question (quit/exit are handled there too)
+
+
+def _streamed_answer(bot: PolicyBot, question: str, user: str, conversation: str, out: TextIO) -> Answer:
+    """Ask, printing an LLM answer as it is written; then the rest (or, when the final answer is not what was
+    written, e.g. the citation check replaced it, the final answer in full after a note)."""
+    written: list[str] = []
+
+    def on_text(delta: str) -> None:
+        if not written:
+            out.write("\n")
+        written.append(delta)
+        out.write(delta)
+        out.flush()
+
+    answer = bot.answer(question, user, PLATFORM, conversation, on_text=on_text)
+    shown = "".join(written)
+    if not shown:
+        print("\n" + render(answer) + "\n", file=out)
+    elif replaces(shown, answer.text):  # a terminal can't rewrite what it printed: the final answer follows
+        note = ("(I could not check that answer against the sources; here is what they say.)" if answer.kind != "llm"
+                else "(With its sources numbered:)")
+        print(f"\n\n{note}\n{render(answer)}\n", file=out)
+    else:
+        rest = render(answer, with_text=False)
+        print(unsent(shown, answer.text) + ("\n\n" + rest if rest else "") + "\n", file=out)
+    return answer
 
 
 def _read(read: Callable[[str], str], prompt: str, out: TextIO) -> str | None:

@@ -81,3 +81,12 @@ def replaces(shown: str, final_text: str) -> bool:
     """Whether the final text is not simply the streamed text continued: the user must see it replace what was
     shown (a failed citation check, renumbered markers)."""
     return bool(shown) and not final_text.startswith(shown.strip())
+
+
+def unsent(sent: str, final_text: str) -> str:
+    """The part of the final text not shown yet, when the final text continues what was sent (`replaces` is
+    False). The sent text may end in whitespace the final text has too: it is not sent twice."""
+    rest = final_text[len(sent.strip()):]
+    sent_blanks = len(sent) - len(sent.rstrip())
+    head = rest[:sent_blanks]
+    return rest[len(head) - len(head.lstrip()):]

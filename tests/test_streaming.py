@@ -352,3 +352,46 @@ def test_teams_citation_failure_replaces_the_streamed_text(teams_llm, connector,
     assert updates and "trust me" in updates[-1].text
     [final] = connector.messages()
     assert final.stream["streamType"] == "final" and "25 days" in final.text and "trust me" not in final.text
+
+
+# ------------------------------------------------------------------------------------------------- terminal
+
+from adapters import terminal  # noqa: E402
+
+
+class Recorder(io.StringIO):
+    """The terminal: what was written, piece by piece."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.pieces.append(text)
+        return super().write(text)
+
+
+@pytest.mark.parametrize("reply", [CITED, UNCITED])
+def test_terminal_prints_the_answer_as_it_streams(llm_policybot, fake_openai, tmp_path, reply):
+    load_leave(llm_policybot.runtime, tmp_path)
+    fake_openai.queue(Scripted(content=reply, tokens_per_s=200))
+    out = Recorder()
+    inputs = iter(["How many vacation days do I get?", "quit"])
+    assert terminal.chat(llm_policybot, read=lambda prompt: next(inputs), out=out) == 0
+    words = [p for p in out.pieces if p.strip() and p.strip() in reply.split()]
+    assert len(words) >= len(reply.split()) - 1  # written word by word
+    shown = out.getvalue()
+    assert "Sources:" in shown and "[1] Leave Policy › Vacation" in shown
+    if reply == CITED:
+        assert shown.count("25 days") == 1  # not printed again after streaming
+    else:  # the replacement follows, with a note
+        assert "here is what they say" in shown and "25 days" in shown.split("here is what they say")[1]
+
+
+def test_unsent_part_of_the_final_text():
+    from bot.streaming import unsent
+
+    assert unsent("You get ", "You get 25 days [1].") == "25 days [1]."
+    assert unsent("You get", "You get 25 days [1].") == " 25 days [1]."
+    assert unsent("  You get 25 days [1].", "You get 25 days [1].") == ""
+    assert not replaces("You get ", "You get 25 days [1].") and replaces("See [3]", "See [1]")

@@ -61,7 +61,7 @@ class EchoBot:
         self.questions: list[str] = []
         self.votes: list[tuple[str, int, str | None]] = []
 
-    def answer(self, question, user_id, platform, conversation_id) -> Answer:
+    def answer(self, question, user_id, platform, conversation_id, on_text=None) -> Answer:
         self.questions.append(question)
         return Answer(interaction_id=f"i{len(self.questions)}", text=f"answer to {question}", sources=[],
                       grounded=True, cached=False, model="extractive", kind="extractive")

@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from bot.contract import Answer
-from bot.streaming import replaces
+from bot.streaming import replaces, unsent
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,6 @@ class SlackStream:
             log.error("could not rewrite the streamed answer in %s (%s); posting it again", self.channel,
                       _error(err))
             return None
-
-
-def unsent(sent: str, final_text: str) -> str:
-    """The part of the final text not streamed yet, when the final text continues what was sent (the sent text
-    may end in whitespace that the final text has too: it is not sent twice)."""
-    rest = final_text[len(sent.strip()):]
-    sent_blanks = len(sent) - len(sent.rstrip())
-    return rest[len(rest[:sent_blanks]) - len(rest[:sent_blanks].lstrip()):]
 
 
 def _error(err: Exception) -> str:

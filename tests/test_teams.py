@@ -268,6 +268,8 @@ def test_slow_llm_answer_keeps_typing_and_is_cited(llm_policybot, fake_openai, c
     monkeypatch.setattr("adapters.background.INDICATOR_DELAY_S", 0.1)
     fake_openai.delay_s = 0.9
     runtime = llm_policybot.runtime
+    # The typing indicator of a non-streamed answer (group chats, channels, POLICYBOT_STREAM=false).
+    llm_policybot.settings = runtime.settings = runtime.settings.model_copy(update={"stream_answers": False})
     _load(runtime, tmp_path, ("leave.md", LEAVE, "https://intranet.example.com/policies/leave"))
     server = RunningApp(build_app(llm_policybot, PLATFORMS)).start()
     try:

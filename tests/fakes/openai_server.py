@@ -165,11 +165,14 @@ def _chat(fake: FakeOpenAI, handler, raw: bytes):
     if scripted.body is not None:
         return 200, scripted.body
     content = scripted.content if scripted.content is not None else default_reply(body.get("messages", []))
+    first = scripted.first_token_s if scripted.first_token_s is not None else fake.first_token_s
+    rate = scripted.tokens_per_s if scripted.tokens_per_s is not None else fake.tokens_per_s
     if body.get("stream"):
-        first = scripted.first_token_s if scripted.first_token_s is not None else fake.first_token_s
-        rate = scripted.tokens_per_s if scripted.tokens_per_s is not None else fake.tokens_per_s
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return 200, Streamed(content, body.get("model", "fake"), first, rate, usage, len(raw) // 4)
+    if first or rate:  # the same model not streamed: the reply comes when the last word is written
+        words = len(re.findall(r"\S+\s*|\s+", content))
+        time.sleep(first + (max(words - 1, 0) / rate if rate else 0.0))
     return 200, {
         "id": "chatcmpl-" + hashlib.sha1(raw).hexdigest()[:12],
         "object": "chat.completion",

@@ -57,6 +57,8 @@ def fakes_main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--llm-delay", type=float, default=0.3)
+    parser.add_argument("--llm-first-token", type=float, default=0.0, help="streamed replies: first token after")
+    parser.add_argument("--llm-tokens-per-s", type=float, default=0.0, help="then words a second (0: at once)")
     args = parser.parse_args(argv)
 
     slack = FakeSlack(token=BOT_TOKEN)
@@ -65,7 +67,7 @@ def fakes_main(argv: list[str]) -> int:
     connector = FakeConnector()
     connector.sent = TimedList()
     connector.start()
-    llm = FakeOpenAI(delay_s=args.llm_delay)
+    llm = FakeOpenAI(delay_s=args.llm_delay, first_token_s=args.llm_first_token, tokens_per_s=args.llm_tokens_per_s)
     state = {"fail_status": 0, "chat_ok": 0, "chat_failed": 0, "models": 0}
     state_lock = threading.Lock()
 
@@ -90,12 +92,17 @@ def fakes_main(argv: list[str]) -> int:
     llm.start()
 
     def slack_item(i: int, call) -> dict | None:
-        if call.method not in ("chat.postMessage", "chat.postEphemeral", "views.open"):
+        if call.method not in ("chat.postMessage", "chat.postEphemeral", "views.open", "chat.startStream",
+                               "chat.stopStream", "chat.update"):
             return None
         a = call.args
         item = {"i": i, "m": call.method, "t": call.t, "ch": a.get("channel"), "th": a.get("thread_ts"),
                 "u": a.get("user"), "txt": (a.get("text") or "")[:200]}
-        if call.method == "chat.postMessage":
+        if call.method in ("chat.stopStream", "chat.update"):  # a streamed answer: its thread from the message
+            with slack._lock:
+                stored = dict(slack.messages.get(a.get("ts") or "", {}))
+            item.update(ch=stored.get("channel"), th=stored.get("thread_ts"), txt=(stored.get("text") or "")[:200])
+        if call.method in ("chat.postMessage", "chat.stopStream", "chat.update"):
             for block in a.get("blocks") or []:
                 if isinstance(block, dict) and block.get("type") == "context_actions":
                     item["fb"] = block
@@ -180,8 +187,10 @@ def fakes_main(argv: list[str]) -> int:
 class Fakes:
     """The fakes process, seen from the load generator."""
 
-    def __init__(self, llm_delay_s: float, log_path: Path) -> None:
+    def __init__(self, llm_delay_s: float, log_path: Path, llm_first_token_s: float = 0.0,
+                 llm_tokens_per_s: float = 0.0) -> None:
         self.llm_delay_s = llm_delay_s
+        self.llm_stream = ["--llm-first-token", str(llm_first_token_s), "--llm-tokens-per-s", str(llm_tokens_per_s)]
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.urls: dict = {}
@@ -189,7 +198,7 @@ class Fakes:
     def start(self) -> "Fakes":
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--llm-delay", str(self.llm_delay_s)],
+            [sys.executable, str(Path(__file__).resolve()), "--llm-delay", str(self.llm_delay_s), *self.llm_stream],
             stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=str(ROOT))
         line = self.process.stdout.readline()
         if not line:

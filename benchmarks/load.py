@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="offered events/s in total; 0 = closed loop. Several values: one step each, in order, on the "
                         "same server (answer cache emptied before each step); the first is judged against the targets")
     p.add_argument("--llm-delay", type=float, default=0.3, help="fake LLM seconds per chat completion")
+    p.add_argument("--llm-first-token", type=float, default=0.0,
+                   help="fake LLM, after --llm-delay: seconds to the first streamed token (answers stream, #14)")
+    p.add_argument("--llm-tokens-per-s", type=float, default=0.0, help="fake LLM: words a second after it")
     p.add_argument("--servers", type=int, default=1,
                    help="`policybot serve` processes (one port each; the load generator spreads requests round-robin "
                         "like a load balancer, and sends each redelivery to another process than the original)")
@@ -358,7 +361,8 @@ def main(argv=None) -> int:
     try:
         pg = Postgres(prefix="pbl", say=log).start()
         redis = Redis(say=log).start()
-        fakes = fakes_process.Fakes(args.llm_delay, work / "fakes.log").start()
+        fakes = fakes_process.Fakes(args.llm_delay, work / "fakes.log", args.llm_first_token,
+                                    args.llm_tokens_per_s).start()
         db_url = pg.create_database("load")
         extra = {"POLICYBOT_LOG_LEVEL": args.log_level}
         if args.rate_limit is not None:

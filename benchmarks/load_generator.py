@@ -111,6 +111,7 @@ class Question:
     error: str | None = None
     deliveries: int = 1
     answers: list = field(default_factory=list)  # (t, real, text prefix, feedback block or reply id)
+    first_text_t: float | None = None  # Slack: when a streamed answer's first text appeared (chat.startStream)
 
 
 @dataclass
@@ -374,11 +375,17 @@ class Load:
         self._slack_next = slack["next"]
         self._teams_next = teams["next"]
         for item in slack["items"]:
-            if item["m"] == "chat.postMessage":
+            if item["m"] == "chat.startStream":  # a streamed answer's first text; it counts once it is finished
+                question = self.questions.get(f"{item['ch']}:{item['th']}")
+                if question is not None and question.first_text_t is None:
+                    question.first_text_t = item["t"]
+            elif item["m"] in ("chat.postMessage", "chat.stopStream", "chat.update"):
                 question = self.questions.get(f"{item['ch']}:{item['th']}")
                 if question is None:
                     self.stray_slack.append(item)
                     continue
+                if item["m"] == "chat.update" and question.answers:
+                    continue  # a streamed answer rewritten in place (the same message), not a second answer
                 real = "fb" in item
                 question.answers.append((item["t"], real, item["txt"][:80], item.get("fb")))
                 if real and len(question.answers) == 1:

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # indicator first. Read at call time, so tests can change it.
 INDICATOR_DELAY_S = 0.4
 DRAIN_TIMEOUT_S = 25.0  # below `policybot serve`'s 30 s shutdown timeout
+# What a platform shows while an answer not ready within INDICATOR_DELAY_S is being looked up (Slack's thread
+# status, Teams' informative stream update).
+SEARCHING_STATUS = "Searching the handbook…"
 BUSY_MESSAGE = ("I'm getting a lot of questions right now and couldn't look into this one. "
                 "Please ask me again in a minute.")
 

@@ -26,6 +26,16 @@ def load_leave(runtime, tmp_path) -> None:
     ingest_file(runtime.sessions, runtime.embedder, write(tmp_path / "leave.md", LEAVE))
 
 
+def patient(bot: PolicyBot, **settings) -> PolicyBot:
+    """The LLM bot with a client timeout that a busy test machine cannot trip (the fixture's is 1.5 s)."""
+    from bot.core import llm_from_runtime
+
+    bot.settings = bot.runtime.settings = bot.settings.model_copy(update={"llm_timeout_s": 15.0, **settings})
+    bot.runtime.openai = bot.runtime.openai.with_options(timeout=15.0)
+    bot.llm = llm_from_runtime(bot.runtime)
+    return bot
+
+
 def row(runtime, interaction_id) -> Interaction:
     with runtime.sessions() as session:
         return session.get(Interaction, interaction_id)
@@ -118,9 +128,8 @@ from tests.test_slack import SECRET, feedback_values, serving, slack_settings  #
 @pytest.fixture
 def streaming_bot(llm_policybot, fake_slack, fake_openai, tmp_path):
     """The LLM core wired to the local Slack API, streaming every 0.2 s; the LLM writes 20 words a second."""
-    bot = llm_policybot
-    bot.settings = bot.runtime.settings = slack_settings(bot.settings, fake_slack, stream_interval_s=0.2,
-                                                         llm_timeout_s=5.0)
+    bot = patient(llm_policybot)
+    bot.settings = bot.runtime.settings = slack_settings(bot.settings, fake_slack, stream_interval_s=0.2)
     load_leave(bot.runtime, tmp_path)
     fake_openai.first_token_s, fake_openai.tokens_per_s = 0.5, 20
     return bot
@@ -271,8 +280,7 @@ from tests.test_teams import message as teams_message  # noqa: E402
 @pytest.fixture
 def teams_llm(llm_policybot, fake_openai, connector, tmp_path):
     """The LLM core behind the Teams endpoint; the LLM's first word after 0.5 s, then 8 words a second."""
-    bot = llm_policybot
-    bot.settings = bot.runtime.settings = bot.settings.model_copy(update={"llm_timeout_s": 5.0})
+    bot = patient(llm_policybot)
     load_leave(bot.runtime, tmp_path)
     fake_openai.first_token_s, fake_openai.tokens_per_s = 0.5, 8
     server = RunningApp(build_app(bot, PLATFORMS)).start()
@@ -319,7 +327,7 @@ def test_teams_personal_chat_streams_then_sends_the_final_cited_message(teams_ll
 
 
 def test_teams_channel_gets_the_final_message_only(teams_llm, connector, fake_openai):
-    fake_openai.queue(Scripted(content=CITED))
+    fake_openai.queue(Scripted(content=CITED, tokens_per_s=50))
     teams_ask(teams_llm, connector, "How many vacation days do I get?", conversation=CHANNEL, kind="channel",
               mention=True)
     assert all(s.stream is None for s in connector.sent)

@@ -34,7 +34,7 @@ from bot.streaming import DeltaFeed, relay
 log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
-STATUS = "Searching the handbook…"  # shown only for answers not ready within background.INDICATOR_DELAY_S
+STATUS = background.SEARCHING_STATUS  # shown only for answers not ready within background.INDICATOR_DELAY_S
 RATE_LIMIT_RETRIES = 3
 # Errors after which the answer goes to the asker's DM instead of the thread it was asked in.
 UNREACHABLE_CHANNEL = frozenset({"channel_not_found", "not_in_channel", "is_archived", "restricted_action",

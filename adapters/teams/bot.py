@@ -22,24 +22,22 @@ from typing import Any, Awaitable, Callable
 
 from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
-from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ResourceResponse
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
 from adapters import background
 from adapters.background import BUSY_MESSAGE
 from adapters.message_log import log_question
 from adapters.teams import render, uploads
-from adapters.teams.stream import MIN_INTERVAL_S, TeamsStream
+from adapters.teams.stream import streamed_answer
 from bot import metrics
 from bot.contract import Answer
 from bot.core import PolicyBot
-from bot.streaming import DeltaFeed, relay
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "teams"
 FEEDBACK_INVOKE = "message/submitAction"
 TYPING_PERIOD_S = 3.0
-STATUS = "Searching the handbook…"  # the informative update of a streamed answer
 _RATINGS = {"like": 1, "dislike": -1}
 _COMMAND = re.compile(r"^\s*/?(help|list|remove|upload|ask)\b[\s:]*(.*)$", re.I | re.S)
 
@@ -145,7 +143,7 @@ class TeamsActivities(TeamsActivityHandler):
         log_question(self.core.settings, PLATFORM, user_id, question)
         # Teams streams only in personal chats; group chats and channels get the final message only.
         if scope(activity) == "personal" and getattr(self.core.settings, "stream_answers", False):
-            answer, response = await self._streamed(turn_context, question, user_id, started)
+            answer, response = await streamed_answer(turn_context, self.core, self.run, question, user_id, started)
         else:
             answer = await self._typing_while(
                 turn_context, self.run(self.core.answer, question, user_id, PLATFORM, activity.conversation.id),
@@ -157,37 +155,6 @@ class TeamsActivities(TeamsActivityHandler):
                 await self.run(self.core.remember_message, answer.interaction_id, message_ref(activity, response.id))
             except Exception:  # the user has the answer; only a later vote on it can't be matched
                 log.exception("could not map Teams message %s to interaction %s", response.id, answer.interaction_id)
-
-    async def _streamed(self, turn_context: TurnContext, question: str, user_id: str, started: float):
-        """An answer not ready at once: the informative update, the text as it is written, the final message
-        (adapters.teams.stream). (answer, the final message's ResourceResponse)."""
-        feed = DeltaFeed()
-        work = asyncio.ensure_future(self.run(self.core.answer, question, user_id, PLATFORM,
-                                              turn_context.activity.conversation.id, on_text=feed))
-        if await background.ready_within(work, background.INDICATOR_DELAY_S):
-            answer: Answer = work.result()
-            response = await turn_context.send_activity(render.answer_activity(answer))
-            metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
-            return answer, response
-        stream = TeamsStream(turn_context)
-        await stream.inform(STATUS)
-
-        async def show(text: str, new: str) -> bool:
-            first = not stream.streamed
-            shown = await stream.show(text, new)
-            if first and stream.streamed:
-                metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=True)
-            return shown
-
-        interval = getattr(self.core.settings, "stream_interval_s", MIN_INTERVAL_S)
-        await relay(feed, work, show, max(MIN_INTERVAL_S, interval))
-        answer = await work
-        response = await stream.finish(answer)
-        if not stream.streamed:
-            metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
-        if (response is None or not response.id) and stream.stream_id:
-            response = ResourceResponse(id=stream.stream_id)  # the streamed message is the answer's message
-        return answer, response
 
     async def _upload(self, turn_context: TurnContext, user_id: str, files: list[uploads.FileRef], text: str) -> None:
         if not self.core.is_admin(user_id):

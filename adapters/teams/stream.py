@@ -12,18 +12,59 @@ exactly one answer either way (Teams drops the unfinished stream).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from botbuilder.core import TurnContext
+from botbuilder.schema import ResourceResponse
 
+from adapters import background
 from adapters.teams import render
+from bot import metrics
 from bot.contract import Answer
+from bot.streaming import DeltaFeed, relay
 
 log = logging.getLogger(__name__)
 
 MIN_INTERVAL_S = 1.0  # Teams: streaming activities at most about once a second
 STREAM_LIMIT_S = 110.0  # Teams ends a stream after 2 minutes; stop updating with time left for the final
+STATUS = background.SEARCHING_STATUS  # the informative update
+PLATFORM = "teams"
+
+
+async def streamed_answer(turn_context: TurnContext, core, run, question: str, user_id: str, started: float
+                          ) -> tuple[Answer, ResourceResponse | None]:
+    """Answer in a personal chat: at once when the answer is ready within background.INDICATOR_DELAY_S, else the
+    informative update, the text as it is written and the final message. (answer, the final message's response).
+    `core` is the PolicyBot, `run` the server's way of running a core call off the event loop."""
+    feed = DeltaFeed()
+    work = asyncio.ensure_future(run(core.answer, question, user_id, PLATFORM, turn_context.activity.conversation.id,
+                                     on_text=feed))
+    if await background.ready_within(work, background.INDICATOR_DELAY_S):
+        answer: Answer = work.result()
+        response = await turn_context.send_activity(render.answer_activity(answer))
+        metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
+        return answer, response
+    stream = TeamsStream(turn_context)
+    await stream.inform(STATUS)
+
+    async def show(text: str, new: str) -> bool:
+        first = not stream.streamed
+        shown = await stream.show(text, new)
+        if first and stream.streamed:
+            metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=True)
+        return shown
+
+    interval = getattr(core.settings, "stream_interval_s", MIN_INTERVAL_S)
+    await relay(feed, work, show, max(MIN_INTERVAL_S, interval))
+    answer = await work
+    response = await stream.finish(answer)
+    if not stream.streamed:
+        metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
+    if (response is None or not response.id) and stream.stream_id:
+        response = ResourceResponse(id=stream.stream_id)  # the streamed message is the answer's message
+    return answer, response
 
 
 class TeamsStream:

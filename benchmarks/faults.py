@@ -52,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=20.0, help="offered events/s in total")
     p.add_argument("--unique", type=float, default=0.4, help="share of questions made unique (cache misses)")
     p.add_argument("--llm-delay", type=float, default=0.3)
+    p.add_argument("--llm-first-token", type=float, default=0.0,
+                   help="fake LLM, after --llm-delay: seconds to the first streamed token (answers stream, #14)")
+    p.add_argument("--llm-tokens-per-s", type=float, default=0.0, help="fake LLM: words a second after it")
     p.add_argument("--answer-workers", type=int, default=0,
                    help="`policybot serve --answer-workers M` (questions queued on a Redis stream)")
     p.add_argument("--feedback", type=float, default=0.4, help="share of answers clicked")
@@ -359,7 +362,8 @@ def main(argv=None) -> int:
     try:
         pg = Postgres(prefix="pbl", say=log).start()
         redis = Redis(say=log).start()
-        fakes = fakes_process.Fakes(args.llm_delay, work / "fakes.log").start()
+        fakes = fakes_process.Fakes(args.llm_delay, work / "fakes.log", args.llm_first_token,
+                                    args.llm_tokens_per_s).start()
         db_url = pg.create_database("faults")
         env = bot_server.bot_env(db_url, redis.url, fakes, work / "home")
         log("ingesting the sample handbook (policybot ingest)")

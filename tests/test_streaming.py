@@ -353,6 +353,16 @@ def test_teams_refused_final_stream_message_is_sent_as_a_message(teams_llm, conn
     assert final.text == CITED and final.stream is None and len(connector.refused) == 1
 
 
+def test_teams_stream_past_its_time_limit_ends_with_a_plain_final_message(teams_llm, connector, fake_openai,
+                                                                          monkeypatch):
+    monkeypatch.setattr("adapters.teams.stream.STREAM_LIMIT_S", 1.2)  # Teams' 2 minutes, scaled down
+    fake_openai.queue(Scripted(content=CITED))  # about 2.5 s of writing
+    teams_ask(teams_llm, connector, "How many vacation days do I get?")
+    informative, *updates, final = connector.sent
+    assert updates and all(u.at - informative.at <= 1.2 + 0.3 for u in updates)  # none once the limit passed
+    assert final.type == "message" and final.stream is None and final.text == CITED  # the answer still comes
+
+
 def test_teams_citation_failure_replaces_the_streamed_text(teams_llm, connector, fake_openai):
     fake_openai.queue(Scripted(content=UNCITED))
     teams_ask(teams_llm, connector, "How many vacation days do I get?")

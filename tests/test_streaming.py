@@ -198,10 +198,12 @@ def _plain(text: str) -> str:
     return text
 
 
-@pytest.mark.parametrize("error", ["message_not_in_streaming_state", "ratelimited"])
-def test_slack_stream_refused_midway_is_finished_with_chat_update(streaming_bot, fake_slack, fake_openai, error):
+@pytest.mark.parametrize("error,status", [("message_not_in_streaming_state", 200), ("ratelimited", 429)])
+def test_slack_stream_refused_midway_is_finished_with_chat_update(streaming_bot, fake_slack, fake_openai, error,
+                                                                  status):
     fake_openai.queue(Scripted(content=CITED))
-    fake_slack.fail("chat.appendStream", error, times=5)
+    # A 429 is not waited out (Retry-After 30 s would outlast the wait below): the message is rewritten instead.
+    fake_slack.fail("chat.appendStream", error, times=5, status=status, retry_after=30 if status == 429 else None)
     asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?"), "chat.update"))
     calls = methods(fake_slack)
     assert calls.count("chat.appendStream") == 1  # no more appends once one was refused
@@ -212,10 +214,11 @@ def test_slack_stream_refused_midway_is_finished_with_chat_update(streaming_bot,
     assert stored.message_ref.endswith(start_ts(fake_slack))
 
 
-@pytest.mark.parametrize("error", ["unknown_method", "ratelimited"])
-def test_slack_without_streaming_posts_the_answer_once(streaming_bot, fake_slack, fake_openai, error):
+@pytest.mark.parametrize("error,status", [("unknown_method", 200), ("ratelimited", 429)])
+def test_slack_without_streaming_posts_the_answer_once(streaming_bot, fake_slack, fake_openai, error, status):
     fake_openai.queue(Scripted(content=CITED))
-    fake_slack.fail("chat.startStream", error)  # an old workspace, or too many streams at once
+    # An old workspace, or too many streams at once (not waited out: the answer is posted when ready).
+    fake_slack.fail("chat.startStream", error, status=status, retry_after=30 if status == 429 else None)
     asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?"), "chat.postMessage"))
     calls = methods(fake_slack)
     assert calls.count("chat.startStream") == 1 and "chat.appendStream" not in calls

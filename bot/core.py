@@ -27,6 +27,7 @@ from bot.answer_state import answer_state
 from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
 from bot.platform_events import PlatformEvents
+from bot.escalation import Escalations
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.ingest import ingest_bytes, list_documents, remove_document
 from knowledge.loaders import DocumentError
@@ -83,6 +84,7 @@ class PolicyBot:
         self.rate_limit_exempt = frozenset(rate_limit_exempt)
         self.calibrator = Calibrator(runtime.embedder, runtime.redis)
         self.events = PlatformEvents(runtime.redis)  # event claims and answered threads, for the adapters
+        self.escalations = Escalations(runtime.sessions, runtime.settings)  # "Ask HR" (bot.escalation)
 
     def warm_up(self) -> None:
         """Load the embedding model and calibrate relevance now, so the first user does not wait for it."""

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
     ContextActionsBlock,
     ContextBlock,
     FeedbackButtonObject,
@@ -37,6 +39,8 @@ FALLBACK_LIMIT = 12000
 LIST_LIMIT = 3800  # one ephemeral reply  # the `text` fallback; Slack truncates at 40,000
 FEEDBACK_ACTION = "policybot_feedback"
 FEEDBACK_MODAL = "policybot_feedback_modal"
+ESCALATE_ACTION = "policybot_escalate"  # "Ask HR"; its anonymous twin below (action ids are unique per block)
+ESCALATE_ANONYMOUS_ACTION = "policybot_escalate_anonymous"
 # Answers a vote can be recorded against (the core records these; "error" and "limited" are not recorded).
 
 
@@ -156,8 +160,24 @@ def feedback_block(interaction_id: str) -> dict:
     ).to_dict()
 
 
-def render_answer(answer: Answer) -> Message:
-    """The answer with inline [n], a context block of its sources, and 👍/👎 carrying the interaction id."""
+def escalate_block(interaction_id: str) -> dict:
+    """"Ask HR" and "Ask HR anonymously" under an answer or a refusal (adapters.slack.escalation)."""
+    return ActionsBlock(block_id=f"escalate:{interaction_id}", elements=[
+        ButtonElement(text="Ask HR", action_id=ESCALATE_ACTION, value=f"named:{interaction_id}"),
+        ButtonElement(text="Ask HR anonymously", action_id=ESCALATE_ANONYMOUS_ACTION,
+                      value=f"anonymous:{interaction_id}"),
+    ]).to_dict()
+
+
+def parse_escalate_value(value: str | None) -> tuple[bool, str] | None:
+    """(anonymous, interaction id) from an "Ask HR" button's value, or None for anything else."""
+    match = re.fullmatch(r"(named|anonymous):([0-9a-fA-F-]{8,64})", value or "")
+    return (match.group(1) == "anonymous", match.group(2)) if match else None
+
+
+def render_answer(answer: Answer, ask_hr: bool = False) -> Message:
+    """The answer with inline [n], a context block of its sources, and 👍/👎 carrying the interaction id; with
+    `ask_hr` (POLICYBOT_HR_CHANNEL set) also "Ask HR" buttons."""
     head: list[dict] = []
     tail: list[dict] = []
     if answer.notice:
@@ -166,6 +186,8 @@ def render_answer(answer: Answer) -> Message:
         tail.append(_sources_block(answer.sources))
     if answer.rateable:
         tail.append(feedback_block(answer.interaction_id))
+        if ask_hr:
+            tail.append(escalate_block(answer.interaction_id))
 
     body = to_mrkdwn(answer.text) or " "
     sections = split_text(body)

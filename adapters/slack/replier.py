@@ -92,7 +92,7 @@ class SlackReplier:
         quick = await background.ready_within(work, background.INDICATOR_DELAY_S)
         status_shown = not quick and await self.set_status(channel, thread_ts, STATUS)
         answer = await work
-        message = render.render_answer(answer)
+        message = render.render_answer(answer, ask_hr=bool(self.settings.hr_channel))
         posted = await self.post(channel, thread_ts, message, user)
         if posted is None:
             if status_shown:

@@ -157,3 +157,79 @@ async def test_slack_anonymous_ask_hides_the_asker_and_a_second_click_is_refused
     assert len(fake_slack.calls_to("chat.postMessage")) == 2
     [row] = escalations(hr_slack_bot.runtime)
     assert row.anonymous and row.user_id == EMPLOYEE  # kept for the relay, never shown
+
+
+# ------------------------------------------------------------------------------------------------- Teams
+
+TEAMS_HR_CHANNEL = "19:people-team@thread.tacv2"
+TEAMS_HR = "aad-hr-pat-0009"
+
+
+@pytest.fixture
+def hr_teams(runtime):
+    from adapters.platforms import PLATFORMS
+    from adapters.server import build_app
+    from tests.test_teams import RunningApp
+
+    runtime.settings = runtime.settings.model_copy(update={"hr_channel": TEAMS_HR_CHANNEL, "hr_users": [TEAMS_HR]})
+    server = RunningApp(build_app(PolicyBot(runtime), PLATFORMS)).start()
+    yield server
+    server.stop()
+
+
+def test_teams_ask_hr_round_trip(hr_teams, connector, runtime, tmp_path):
+    from tests.test_teams import PERSONAL, _ask
+    from tests.test_teams import message as teams_message
+
+    load_leave(runtime, tmp_path)
+    _, reply = _ask(hr_teams, connector, "How many vacation days do I get?")
+    [card] = reply.activity["attachments"]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert reply.activity["channelData"] == {"feedbackLoop": {"type": "default"}}  # 👍/👎 still there
+    named = next(a["data"] for a in card["content"]["actions"] if a["title"] == "Ask HR")
+
+    def submit(data: dict, **kwargs) -> None:
+        activity = teams_message(connector, None, **kwargs)
+        activity.update({"value": data, "replyToId": reply.activity_id})
+        activity.pop("text")
+        assert hr_teams.post(activity)[0] == 202
+        hr_teams.wait_idle()
+
+    submit(named)
+    [hr_post] = connector.messages(TEAMS_HR_CHANNEL)
+    assert hr_post.reply_to_id is None  # a new thread, not a reply
+    hr_card = json.dumps(hr_post.activity["attachments"][0]["content"])
+    assert "Question from Ann Example" in hr_card and "How many vacation days do I get?" in hr_card
+    assert "25 days" in hr_card and "Leave" in hr_card
+    assert "asked the People team" in connector.messages(PERSONAL)[-1].text
+    [row] = escalations(runtime)
+    assert (row.platform, row.user_id, row.hr_conversation, row.hr_thread) == (
+        "teams", "aad-employee-0002", TEAMS_HR_CHANNEL, hr_post.activity_id)
+
+    # A reply in the HR thread by an HR member (mentioning the bot, as a channel needs) reaches the employee.
+    thread = f"{TEAMS_HR_CHANNEL};messageid={hr_post.activity_id}"
+    answer = teams_message(connector, f"<at>PolicyBot</at> {HR_ANSWER}", conversation=thread, kind="channel",
+                           user=TEAMS_HR, mention=True)
+    answer["from"]["name"] = "Pat Rivera"
+    before = len(connector.messages(PERSONAL))
+    assert hr_teams.post(answer)[0] == 202
+    hr_teams.wait_idle()
+    relayed = connector.messages(PERSONAL)[before:]
+    assert len(relayed) == 1 and "**Pat Rivera** from the People team" in relayed[0].text
+    assert HR_ANSWER in relayed[0].text
+    assert "Sent to the employee" in connector.messages(thread)[-1].text
+
+    # Someone outside HR in the thread: nothing relayed. Then HR marks it resolved from the card.
+    other = teams_message(connector, "<at>PolicyBot</at> me too", conversation=thread, kind="channel",
+                          user="aad-someone-else", mention=True)
+    assert hr_teams.post(other)[0] == 202
+    hr_teams.wait_idle()
+    assert len(connector.messages(PERSONAL)) == before + 1
+    submit({"policybot": "resolve", "escalation": row.id}, conversation=thread, kind="channel", user=TEAMS_HR)
+    assert "Marked resolved" in connector.messages(thread)[-1].text
+
+    [row] = escalations(runtime)
+    assert row.status == "resolved" and row.answer == HR_ANSWER and row.answered_by == TEAMS_HR
+    with runtime.sessions() as s:
+        votes = [tuple(v) for v in s.execute(text("SELECT user_id, platform, rating, correction FROM feedback"))]
+    assert votes == [(TEAMS_HR, "teams", -1, HR_ANSWER)]

@@ -27,6 +27,7 @@ from adapters import background
 from adapters.background import BUSY_MESSAGE
 from adapters.message_log import log_question
 from adapters.teams import render, uploads
+from adapters.teams.escalation import TeamsEscalation, escalate_card
 from bot.contract import Answer
 from bot.core import PolicyBot
 
@@ -49,10 +50,11 @@ class TeamsActivities(TeamsActivityHandler):
     """botbuilder's activity handler for Teams: turns activities into core calls and renders the results."""
 
     def __init__(self, core: PolicyBot, run: Runner | None = None, *, allow_http_downloads: bool = False,
-                 download_timeout_s: float = uploads.DEFAULT_TIMEOUT_S) -> None:
+                 download_timeout_s: float = uploads.DEFAULT_TIMEOUT_S, app_id: str = "") -> None:
         super().__init__()
         self.core = core
         self.run = run or _in_thread
+        self.escalation = TeamsEscalation(core, self.run, app_id)  # "Ask HR" (adapters.teams.escalation)
         self.allow_http_downloads = allow_http_downloads  # anonymous (Emulator) mode only; Teams links are https
         self.download_timeout_s = download_timeout_s
 
@@ -61,6 +63,13 @@ class TeamsActivities(TeamsActivityHandler):
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
         if not await self._claim(activity):
+            return
+        if self.escalation.submitted(activity):  # "Ask HR" or "Mark resolved" on one of our cards
+            await self.escalation.on_submit(turn_context, user_of(activity))
+            return
+        hr_thread = self.escalation.hr_thread(activity)
+        if hr_thread:  # a reply in an "Ask HR" thread of the HR channel, not a question
+            await self.escalation.on_hr_reply(turn_context, hr_thread, user_of(activity), message_text(activity))
             return
         personal = scope(activity) == "personal"
         if not personal and not mentions_bot(activity):
@@ -140,7 +149,8 @@ class TeamsActivities(TeamsActivityHandler):
         answer: Answer = await self._typing_while(
             turn_context, self.run(self.core.answer, question, user_id, PLATFORM, activity.conversation.id),
             delay_s=background.INDICATOR_DELAY_S)
-        response = await turn_context.send_activity(render.answer_activity(answer))
+        ask_hr = escalate_card(answer.interaction_id) if self.core.escalations.hr_channel else None
+        response = await turn_context.send_activity(render.answer_activity(answer, ask_hr=ask_hr))
         if response is not None and response.id and answer.rateable:
             try:
                 await self.run(self.core.remember_message, answer.interaction_id, message_ref(activity, response.id))

@@ -42,6 +42,8 @@ class ServerSettings(BaseSettings):
     answer_workers: int = Field(0, validation_alias=AliasChoices("POLICYBOT_ANSWER_WORKERS"))
     max_queue_wait_s: float = Field(30.0, validation_alias=AliasChoices("POLICYBOT_MAX_QUEUE_WAIT"))
     log_message_text: bool = Field(False, validation_alias=AliasChoices("POLICYBOT_LOG_MESSAGE_TEXT"))
+    # Where people reach `policybot serve` (the admin console's sign-in links); https makes its cookie Secure.
+    public_url: str | None = Field(None, validation_alias=AliasChoices("POLICYBOT_PUBLIC_URL"))
 
     @field_validator("download_hosts", mode="before")
     @classmethod

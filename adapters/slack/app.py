@@ -20,6 +20,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from adapters.admin.links import link_message
 from adapters.background import Background
 from adapters.slack import render, uploads
 from adapters.slack.escalation import SlackEscalation
@@ -179,6 +180,9 @@ class SlackAdapter:
         user = command.get("user_id") or ""
         if sub in ("", "help"):
             await ack(text=render.help_text(name), response_type="ephemeral")
+        elif sub == "console":  # a one-time sign-in link to the admin console (adapters.admin), privately
+            token = await self.run_blocking(self.bot.console.issue_link, user)
+            await ack(text=render.escape(link_message(self.settings, token)), response_type="ephemeral")
         elif sub == "list":
             await ack()
             self.background.spawn(self.list_documents(command), "list")

@@ -269,6 +269,7 @@ def help_text(command: str) -> str:
         "Admins only.",
         f"• `{command} list`: the documents I answer from.",
         f"• `{command} remove TITLE`: stop using a document. Admins only.",
+        f"• `{command} console`: a sign-in link to the admin console. Admins only.",
         f"• `{command} help`: this message.",
         "To ask a question, mention me in a channel or send me a direct message.",
     ])

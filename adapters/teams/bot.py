@@ -24,6 +24,7 @@ from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
 from adapters import background
+from adapters.admin.links import link_message
 from adapters.background import BUSY_MESSAGE
 from adapters.message_log import log_question
 from adapters.teams import render, uploads
@@ -37,7 +38,7 @@ PLATFORM = "teams"
 FEEDBACK_INVOKE = "message/submitAction"
 TYPING_PERIOD_S = 3.0
 _RATINGS = {"like": 1, "dislike": -1}
-_COMMAND = re.compile(r"^\s*/?(help|list|remove|upload|ask)\b[\s:]*(.*)$", re.I | re.S)
+_COMMAND = re.compile(r"^\s*/?(help|list|remove|upload|ask|console)\b[\s:]*(.*)$", re.I | re.S)
 
 Runner = Callable[..., Awaitable[Any]]
 
@@ -95,7 +96,7 @@ class TeamsActivities(TeamsActivityHandler):
         if command and personal:
             if await self._command(turn_context, user_id, command, argument):
                 return
-        elif command in ("list", "remove", "upload") and not argument:
+        elif command in ("list", "remove", "upload", "console") and not argument:
             await self._say(turn_context, f"`{command}` works in a personal chat with me.")
             return
         await self._answer(turn_context, text, user_id)
@@ -116,6 +117,12 @@ class TeamsActivities(TeamsActivityHandler):
                 return False
             documents = await self.run(self.core.documents)
             await self._say(turn_context, render.document_list(documents))
+            return True
+        if command == "console":  # a one-time sign-in link to the admin console (adapters.admin)
+            if argument:
+                return False  # "console games at work?" is a question
+            token = await self.run(self.core.console.issue_link, user_id)
+            await self._say(turn_context, link_message(self.core.settings, token))
             return True
         if command == "upload":
             if argument.endswith("?"):
@@ -258,6 +265,7 @@ class TeamsActivities(TeamsActivityHandler):
                 "- **Admins:** send a file (pdf, docx, md, txt, html) here to add it, or to replace the document "
                 "with the same file name; write `upload TITLE` with it to set the title shown in citations",
                 "- **Admins:** `remove TITLE` takes a document out",
+                "- **Admins:** `console` sends a sign-in link to the admin console",
             ]
         lines += ["", f"For anything personal or not covered, contact {hr}."]
         return "\n".join(lines)

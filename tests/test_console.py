@@ -1,0 +1,158 @@
+"""The admin console over plain HTTP (aiohttp test client on `policybot serve`'s app; real PostgreSQL and Redis):
+the sign-in rules (no link, expired, reused, non-admin, missing CSRF token → refused) and what the pages show."""
+
+from __future__ import annotations
+
+import re
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.admin.links import console_url
+from adapters.admin.routes import COOKIE, LOGIN_COOKIE
+from adapters.cli import main
+from adapters.platforms import PLATFORMS
+from adapters.server import build_app
+from bot.core import PolicyBot
+from knowledge.ingest import ingest_file
+from tests.helpers import LEAVE, write
+from tests.test_slack import run_async
+
+ADMIN = "UADMIN"
+
+
+@pytest.fixture
+def admin_bot(runtime):
+    runtime.settings = runtime.settings.model_copy(update={"admins": [ADMIN]})
+    return PolicyBot(runtime)
+
+
+@asynccontextmanager
+async def console(bot: PolicyBot):
+    async with TestClient(TestServer(build_app(bot, PLATFORMS), host="127.0.0.1")) as client:
+        yield client
+
+
+def hidden(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no hidden {name} in the page"
+    return match.group(1)
+
+
+async def sign_in(client: TestClient, token: str, headers: dict | None = None):
+    page = await client.get("/admin/login", params={"token": token}, headers=headers)
+    html = await page.text()
+    return await client.post("/admin/login", data={"token": hidden(html, "token"), "nonce": hidden(html, "nonce")},
+                             allow_redirects=False, headers=headers)
+
+
+@run_async
+async def test_sign_in_once_with_a_link_then_a_session_cookie(admin_bot):
+    token = admin_bot.console.issue_link(ADMIN)
+    public = admin_bot.settings.model_copy(update={"public_url": "https://bot.example.com/"})
+    assert console_url(public, token) == f"https://bot.example.com/admin/login?token={token}"
+    async with console(admin_bot) as client:
+        assert (await client.get("/admin/")).status == 401  # no session
+        assert (await client.get("/admin/documents")).status == 401
+        assert (await client.get("/admin/login")).status == 401  # no link
+        signed = await sign_in(client, token)
+        assert signed.status == 303 and signed.headers["Location"] == "/admin/"
+        cookie = next(v for k, v in signed.headers.items() if k == "Set-Cookie" and v.startswith(COOKIE))
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+        assert "Secure" not in cookie  # plain http here; behind an https proxy it is Secure:
+        page = await client.get("/admin/")
+        assert page.status == 200 and "/admin/charts/votes.svg" in await page.text()
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        svg = await client.get("/admin/charts/votes.svg")
+        assert svg.status == 200 and svg.content_type == "image/svg+xml" and "<svg" in await svg.text()
+
+    async with console(admin_bot) as other:  # the same link a second time: refused
+        reused = await sign_in(other, token)
+        assert reused.status == 401 and "already" in await reused.text()
+        assert (await other.get("/admin/")).status == 401
+        https = {"X-Forwarded-Proto": "https"}
+        page = await other.get("/admin/login", params={"token": admin_bot.console.issue_link(ADMIN)}, headers=https)
+        html = await page.text()
+        assert "Secure" in page.headers["Set-Cookie"]  # the sign-in form's cookie too
+        proxied = await other.post("/admin/login", data={"token": hidden(html, "token"), "nonce": hidden(html, "nonce")},
+                                    headers={**https, "Cookie": f"{LOGIN_COOKIE}={hidden(html, 'nonce')}"},
+                                    allow_redirects=False)
+        assert proxied.status == 303 and "Secure" in proxied.headers["Set-Cookie"]
+
+
+@run_async
+async def test_expired_forged_and_non_admin_links_are_refused(admin_bot, redis_client, settings, monkeypatch, capsys):
+    token = admin_bot.console.issue_link(ADMIN)
+    for key in redis_client.scan_iter("policybot:console:link:*"):
+        redis_client.pexpire(key, 1)  # as if 10 minutes had passed
+    assert admin_bot.console.issue_link("U2NOBODY") is None
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("POLICYBOT_HOME", str(settings.home))
+    monkeypatch.setenv("POLICYBOT_ADMINS", ADMIN)
+    assert main(["console-link", "U2NOBODY"]) == 1
+    assert "not an admin" in capsys.readouterr().err
+    assert main(["console-link", ADMIN]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"http://localhost:\d+/admin/login\?token=[\w%-]+", printed)
+    async with console(admin_bot) as client:
+        assert (await sign_in(client, token)).status == 401  # expired
+        assert (await sign_in(client, "forged-token")).status == 401
+        # no nonce cookie / wrong nonce: the sign-in form itself is refused
+        assert (await client.post("/admin/login", data={"token": "x", "nonce": "y"})).status == 403
+        # the link the CLI printed works (same Redis)
+        assert (await sign_in(client, printed.split("token=")[1])).status == 303
+        assert (await client.get("/admin/")).status == 200
+        admin_bot.settings.admins.remove(ADMIN)  # no longer an admin: the session stops working
+        assert (await client.get("/admin/")).status == 401
+
+
+@run_async
+async def test_forms_need_the_csrf_token_and_pages_show_the_data(admin_bot, tmp_path):
+    runtime = admin_bot.runtime
+    ingest_file(runtime.sessions, runtime.embedder, write(tmp_path / "leave.md", LEAVE), uploaded_by=ADMIN)
+    answer = admin_bot.answer("How many vacation days do I get?", "U7", "slack")
+    admin_bot.feedback(answer.interaction_id, "U7", "slack", -1, correction="27 days for long service.")
+    admin_bot.answer("Can I bring my parrot to work?", "U8", "slack")
+    async with console(admin_bot) as client:
+        assert (await sign_in(client, admin_bot.console.issue_link(ADMIN))).status == 303
+        documents = await client.get("/admin/documents")
+        html = await documents.text()
+        assert "Leave Policy" in html and ADMIN in html
+        csrf = hidden(html, "csrf")
+        document_id = re.search(r'/admin/documents/(\d+)/remove', html).group(1)
+
+        # without the token, or with a wrong one: refused, nothing changed
+        assert (await client.post(f"/admin/documents/{document_id}/remove")).status == 403
+        assert (await client.post(f"/admin/documents/{document_id}/remove", data={"csrf": "wrong"})).status == 403
+        form = FormData()
+        form.add_field("file", b"# Pets\n\nDogs are welcome on Fridays.\n", filename="pets.md")
+        assert (await client.post("/admin/documents/upload", data=form)).status == 403
+        assert [d.title for d in admin_bot.documents()] == ["Leave Policy"]
+
+        form = FormData()
+        form.add_field("csrf", csrf)
+        form.add_field("file", b"# Pets\n\nDogs are welcome on Fridays.\n", filename="pets.md")
+        uploaded = await client.post("/admin/documents/upload", data=form)
+        assert uploaded.status == 200 and "Added “Pets”" in await uploaded.text()
+        assert sorted(d.title for d in admin_bot.documents()) == ["Leave Policy", "Pets"]
+        removed = await client.post(f"/admin/documents/{document_id}/remove", data={"csrf": csrf})
+        assert removed.status == 200 and "Removed “Leave Policy”" in await removed.text()
+        assert [d.title for d in admin_bot.documents()] == ["Pets"]
+
+        questions = await (await client.get("/admin/questions")).text()
+        assert "How many vacation days do I get?" in questions and "27 days for long service." in questions
+        assert "parrot" in questions
+        found = await (await client.get("/admin/questions", params={"q": "parrot"})).text()
+        assert "parrot" in found and "How many vacation days" not in found
+        gaps = await client.get("/admin/gaps", params={"since": "7d"})
+        html = await gaps.text()
+        assert gaps.status == 200 and "How many vacation days do I get?" in html and "thumbs down 1" in html
+        assert (await client.get("/admin/gaps", params={"since": "soon"})).status == 400
+        assert (await client.get("/admin/escalations")).status == 200
+        models = await client.get("/admin/models")
+        assert models.status == 200 and "No fine-tuned models yet" in await models.text()
+        logout = await client.post("/admin/logout", data={"csrf": csrf})
+        assert logout.status == 200
+        assert (await client.get("/admin/")).status == 401

@@ -4,6 +4,7 @@ the sign-in rules (no link, expired, reused, non-admin, missing CSRF token → r
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from contextlib import asynccontextmanager
 
 import pytest
@@ -15,6 +16,7 @@ from adapters.admin.routes import COOKIE, LOGIN_COOKIE
 from adapters.cli import main
 from adapters.platforms import PLATFORMS
 from adapters.server import build_app
+from bot import insights
 from bot.core import PolicyBot
 from knowledge.ingest import ingest_file
 from tests.helpers import LEAVE, write
@@ -108,6 +110,7 @@ async def test_expired_forged_and_non_admin_links_are_refused(admin_bot, redis_c
         assert (await client.get("/admin/")).status == 401
 
 
+
 @run_async
 async def test_forms_need_the_csrf_token_and_pages_show_the_data(admin_bot, tmp_path):
     runtime = admin_bot.runtime
@@ -153,6 +156,19 @@ async def test_forms_need_the_csrf_token_and_pages_show_the_data(admin_bot, tmp_
         assert (await client.get("/admin/escalations")).status == 200
         models = await client.get("/admin/models")
         assert models.status == 200 and "No fine-tuned models yet" in await models.text()
+        week = datetime.now(timezone.utc).strftime("%G-W%V")
+        votes_svg = await (await client.get("/admin/charts/votes.svg")).text()
+        assert week in votes_svg and "👎" in votes_svg
+        assert "Leave Policy" in await (await client.get("/admin/charts/documents.svg")).text()  # its 👎
+        assert (await client.get("/admin/charts/nothing.svg")).status == 404
         logout = await client.post("/admin/logout", data={"csrf": csrf})
         assert logout.status == 200
         assert (await client.get("/admin/")).status == 401
+
+    data = insights.chart_data(runtime.sessions)
+    [this_week] = data.weeks
+    assert (this_week["up"], this_week["down"]) == (0, 1) and this_week["answers"] == 2
+    assert this_week["refusal_rate"] == this_week["refusals"] / 2
+    [today] = data.days
+    assert today["answers"] == 2 and today["p95_ms"] > 0
+    assert data.most_disliked_documents == [{"document": "Leave Policy", "up": 0, "down": 1}]

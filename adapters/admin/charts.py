@@ -15,6 +15,7 @@ def _config(chart, title: str):
     chart.title = title
     chart.js = []  # no CDN script: the SVG is static
     chart.disable_xml_declaration = True
+    chart.explicit_size = True  # width and height on the <svg>: an <img> shows it at its size
     chart.show_legend = True
     chart.legend_at_bottom = True
     chart.x_label_rotation = 30

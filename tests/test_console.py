@@ -172,3 +172,36 @@ async def test_forms_need_the_csrf_token_and_pages_show_the_data(admin_bot, tmp_
     [today] = data.days
     assert today["answers"] == 2 and today["p95_ms"] > 0
     assert data.most_disliked_documents == [{"document": "Leave Policy", "up": 0, "down": 1}]
+
+
+@run_async
+async def test_slack_console_command_sends_a_working_link_to_admins_only(runtime, fake_slack):
+    from tests.fakes.slack_api import slash_command
+    from tests.test_slack import serving, slack_settings
+
+    runtime.settings = slack_settings(runtime.settings, fake_slack)
+    bot = PolicyBot(runtime)
+    async with serving(bot) as slack:
+        refused = await slack.command(slash_command("console", "U1", f"{fake_slack.url}/response/1"))
+        granted = await slack.command(slash_command("console", ADMIN, f"{fake_slack.url}/response/2"))
+        text = granted.json()["text"]
+        assert "Only policy admins" in refused.json()["text"] and "token=" not in refused.json()["text"]
+        assert granted.json()["response_type"] == "ephemeral" and "valid 10 minutes" in text
+        token = re.search(r"/admin/login\?token=([\w%-]+)", text).group(1)
+        client = slack.client  # the same app serves the console
+        assert (await sign_in(client, token)).status == 303
+        assert (await client.get("/admin/documents")).status == 200
+
+
+def test_teams_console_command_in_a_personal_chat(runtime, connector):
+    from tests.test_teams import ADMIN as TEAMS_ADMIN, RunningApp, _ask
+
+    runtime.settings = runtime.settings.model_copy(update={"admins": [TEAMS_ADMIN]})
+    app = RunningApp(build_app(PolicyBot(runtime), PLATFORMS)).start()
+    try:
+        _, employee = _ask(app, connector, "console")
+        _, admin = _ask(app, connector, "console", user=TEAMS_ADMIN)
+    finally:
+        app.stop()
+    assert "Only policy admins" in employee.text and "token=" not in employee.text
+    assert re.search(r"http://localhost:\d+/admin/login\?token=[\w%-]+", admin.text)

@@ -16,7 +16,8 @@ passage is nearest to the group (the one to fix, or none close: one to write).
 
 from __future__ import annotations
 
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -136,7 +137,7 @@ def find_gaps(sessions: sessionmaker, embedder: Embedder, since: timedelta = tim
     questions = gap_questions(sessions, since, limit)
     if not questions:
         return []
-    raw = np.array([np.asarray(embedder.embed_query(q.question), dtype=np.float32) for q in questions])
+    raw = np.array([_embedding(embedder, q.question) for q in questions])
     centered = raw - np.asarray(direction(embedder), dtype=np.float32)
     gaps = []
     with sessions() as session:
@@ -149,6 +150,28 @@ def find_gaps(sessions: sessionmaker, embedder: Embedder, since: timedelta = tim
             gaps.append(Gap(group, dict(reasons), *nearest, examples=examples))
     gaps.sort(key=lambda g: (-g.count, -g.last_asked.timestamp()))
     return gaps
+
+
+_VECTORS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_VECTORS_KEPT = 5000
+_VECTORS_LOCK = threading.Lock()
+
+
+def _embedding(embedder: Embedder, question: str) -> np.ndarray:
+    """The question's vector, remembered in this process: the console's gaps page embeds the same questions on
+    every view (~15 ms each with the local model)."""
+    key = (getattr(embedder, "name", type(embedder).__name__), question)
+    with _VECTORS_LOCK:
+        vector = _VECTORS.get(key)
+        if vector is not None:
+            _VECTORS.move_to_end(key)
+            return vector
+    vector = np.asarray(embedder.embed_query(question), dtype=np.float32)
+    with _VECTORS_LOCK:
+        _VECTORS[key] = vector
+        while len(_VECTORS) > _VECTORS_KEPT:
+            _VECTORS.popitem(last=False)
+    return vector
 
 
 def _nearest_passage(session, vector: list[float]) -> tuple[str | None, str | None, float | None]:

@@ -51,8 +51,8 @@ def main() -> None:
             url = create_database(services, f"gaps{size}")
             engine = make_engine(url)
             sessions = make_sessionmaker(engine)
-            for path in discover(SAMPLE_HANDBOOK):
-                ingest_file(sessions, embedder, path)
+            for path, source in discover([SAMPLE_HANDBOOK]):
+                ingest_file(sessions, embedder, path, source=source)
             for question in questions(size):
                 interactions.record(engine, dict(id=str(uuid.uuid4()), platform="slack", user_id="U1",
                                                  question=question, retrieved=[], answer="-", citations=[],

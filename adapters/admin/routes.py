@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 COOKIE = "policybot_console"
 LOGIN_COOKIE = "policybot_console_login"
 PREFIX = "/admin"
-SESSION_KEY = "console_session"
+CONSOLE_GAP_QUESTIONS = 300  # `policybot gaps` groups up to 1,000
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                autoescape=True, trim_blocks=True, lstrip_blocks=True)
 HEADERS = {
@@ -239,8 +239,10 @@ class Console:
             window = parse_since(since)
         except ValueError as err:
             return self.page("gaps.html", session, status=400, gaps=[], since=since, message=str(err))
-        found = await self.run(find_gaps, self.bot.runtime.sessions, self.bot.runtime.embedder, window)
-        return self.page("gaps.html", session, gaps=found, since=since, message=None)
+        # The most recent CONSOLE_GAP_QUESTIONS: a first view embeds each question (benchmarks/gaps.py).
+        found = await self.run(find_gaps, self.bot.runtime.sessions, self.bot.runtime.embedder, window,
+                               limit=CONSOLE_GAP_QUESTIONS)
+        return self.page("gaps.html", session, gaps=found, since=since, message=None, limit=CONSOLE_GAP_QUESTIONS)
 
     async def models(self, request: web.Request, message: str | None = None, ok: bool = True,
                      session: ConsoleSession | None = None) -> web.Response:

@@ -113,21 +113,20 @@ def cluster(vectors: np.ndarray, similarity: float) -> list[list[int]]:
     sims = unit @ unit.T
     np.fill_diagonal(sims, -np.inf)
     groups: list[list[int] | None] = [[i] for i in range(n)]
-    alive = np.ones(n, dtype=bool)
-    while alive.sum() > 1:
-        masked = np.where(alive[:, None] & alive[None, :], sims, -np.inf)
-        flat = int(np.argmax(masked))
-        i, j = divmod(flat, n)
-        if masked[i, j] < similarity:
+    for _ in range(n - 1):
+        i, j = divmod(int(np.argmax(sims)), n)  # merged-away rows and columns hold -inf
+        if sims[i, j] < similarity:
             break
         ni, nj = len(groups[i]), len(groups[j])
         # Lance–Williams update for average linkage: the merged group's mean similarity to every other group.
-        sims[i, :] = (ni * sims[i, :] + nj * sims[j, :]) / (ni + nj)
-        sims[:, i] = sims[i, :]
+        merged = (ni * sims[i, :] + nj * sims[j, :]) / (ni + nj)
+        sims[i, :] = merged
+        sims[:, i] = merged
         sims[i, i] = -np.inf
+        sims[j, :] = -np.inf
+        sims[:, j] = -np.inf
         groups[i] = groups[i] + groups[j]
         groups[j] = None
-        alive[j] = False
     return [g for g in groups if g is not None]
 
 

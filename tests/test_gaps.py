@@ -87,3 +87,26 @@ def test_parse_since():
     for bad in ("", "0d", "d", "30", "3y", "-1d"):
         with pytest.raises(ValueError):
             parse_since(bad)
+
+
+def test_clustering_is_average_linkage():
+    """cluster() gives what merging the pair of groups with the highest mean similarity, one at a time, gives."""
+    import numpy as np
+
+    from bot.gaps import cluster
+
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(8, 32))
+    vectors = centers[rng.integers(0, 8, 40)] + rng.normal(size=(40, 32)) * 0.7
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    groups = [[i] for i in range(40)]
+    while len(groups) > 1:
+        score, a, b = max((sims[np.ix_(groups[a], groups[b])].mean(), a, b)
+                          for a in range(len(groups)) for b in range(a + 1, len(groups)))
+        if score < 0.5:
+            break
+        groups[a] += groups.pop(b)
+    expected = sorted(sorted(g) for g in groups)
+    assert 1 < len(expected) < 40  # the threshold matters on this set
+    assert sorted(sorted(g) for g in cluster(vectors, 0.5)) == expected

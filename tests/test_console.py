@@ -205,3 +205,34 @@ def test_teams_console_command_in_a_personal_chat(runtime, connector):
         app.stop()
     assert "Only policy admins" in employee.text and "token=" not in employee.text
     assert re.search(r"http://localhost:\d+/admin/login\?token=[\w%-]+", admin.text)
+
+
+@run_async
+async def test_models_promote_through_the_gate_and_roll_back(admin_bot):
+    from bot.finetune import registry
+
+    sessions = admin_bot.runtime.sessions
+    good = {"citation_validity": 1.0, "grounded_rate": 1.0, "correct_refusal_rate": 1.0, "question_set": "qs1"}
+    baseline = registry.baseline(sessions, admin_bot.settings.chat_model, create_missing=True)
+    registry.set_metrics(sessions, baseline.id, {**good, "grounded_rate": 0.9})
+    worse = registry.create(sessions, provider="openai", model_id="ft:worse", base_model="b", status="candidate",
+                            metrics={**good, "citation_validity": 0.5})
+    better = registry.create(sessions, provider="openai", model_id="ft:better", base_model="b", status="candidate",
+                             metrics=good)
+    async with console(admin_bot) as client:
+        assert (await sign_in(client, admin_bot.console.issue_link(ADMIN))).status == 303
+        page = await (await client.get("/admin/models")).text()
+        csrf = hidden(page, "csrf")
+        assert f"Promote #{worse.id}" in page and "ft:better" in page
+        assert (await client.post(f"/admin/models/{better.id}/promote")).status == 403  # no CSRF token
+        assert registry.active(sessions) is None
+        refused = await (await client.post(f"/admin/models/{worse.id}/promote", data={"csrf": csrf})).text()
+        assert "citation_validity" in refused and registry.active(sessions) is None  # the gate said no
+        promoted = await client.post(f"/admin/models/{better.id}/promote", data={"csrf": csrf})
+        assert promoted.status == 200 and registry.active(sessions).id == better.id
+        assert "Roll back the active model" in await promoted.text()
+        rolled = await (await client.post("/admin/models/rollback", data={"csrf": csrf})).text()
+        assert "Rolled back" in rolled and registry.active(sessions) is None
+        assert registry.get(sessions, better.id).status == "rolled_back"
+        again = await (await client.post("/admin/models/rollback", data={"csrf": csrf})).text()
+        assert "nothing to roll back" in again

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
-from bot.finetune.stats import feedback_stats
 from knowledge.ingest import list_documents
 
 ANSWER_KINDS = ("llm", "extractive", "fallback", "refusal")  # the turns that answer (or refuse) a question
@@ -50,7 +49,7 @@ class DocumentRow:
 class ChartData:
     weeks: list[dict]  # week, up, down, answers, refusals, refusal_rate
     days: list[dict]  # day, answers, p95_ms
-    most_disliked_documents: list[dict]  # document, up, down
+    most_disliked_documents: list[dict]  # document, up, down (of the chart's weeks)
 
 
 _TURNS = text(
@@ -88,6 +87,30 @@ _DAYS = text(
 )
 
 
+# 👍/👎 by people; an HR member's answer to an escalation is stored as a 👎 with a correction (for training) and is
+# left out here: it is not a verdict on the bot.
+_PEOPLE_VOTES = """
+    FROM feedback f JOIN interactions i ON i.id = f.interaction_id
+    WHERE i.platform <> 'eval' AND f.updated_at >= :since
+      AND NOT EXISTS (SELECT 1 FROM escalations e WHERE e.interaction_id = f.interaction_id
+                      AND e.answered_by = f.user_id)
+"""
+
+_VOTE_WEEKS = text(
+    "SELECT to_char(date_trunc('week', f.updated_at), 'IYYY-\"W\"IW') AS week, "
+    "count(*) FILTER (WHERE f.rating > 0) AS up, count(*) FILTER (WHERE f.rating < 0) AS down"
+    + _PEOPLE_VOTES + "GROUP BY 1 ORDER BY 1"
+)
+
+_VOTE_DOCUMENTS = text(
+    "SELECT d.document, count(*) FILTER (WHERE f.rating > 0) AS up, count(*) FILTER (WHERE f.rating < 0) AS down"
+    + _PEOPLE_VOTES.replace("WHERE i.platform",
+                            "CROSS JOIN LATERAL (SELECT DISTINCT c->>'document' AS document "
+                            "FROM jsonb_array_elements(i.citations) c) d WHERE i.platform")
+    + "GROUP BY 1 HAVING count(*) FILTER (WHERE f.rating < 0) > 0 ORDER BY 3 DESC, 2, 1 LIMIT :top"
+)
+
+
 def _like(search: str) -> str:
     search = (search or "").strip()[:200]
     if not search:
@@ -110,12 +133,14 @@ def documents(sessions: sessionmaker) -> list[DocumentRow]:
 
 def chart_data(sessions: sessionmaker, weeks: int = 12, days: int = 30, top_documents: int = 10) -> ChartData:
     now = datetime.now(timezone.utc)
+    since_weeks = now - timedelta(weeks=weeks)
     with sessions() as session:
-        week_rows = session.execute(_WEEKS, {"since": now - timedelta(weeks=weeks)}).all()
+        week_rows = session.execute(_WEEKS, {"since": since_weeks}).all()
         day_rows = session.execute(_DAYS, {"since": now - timedelta(days=days)}).all()
-    stats = feedback_stats(sessions)
-    votes = {w["week"]: w for w in stats["by_week"]}
-    week_names = sorted({r.week for r in week_rows} | set(list(votes)[-weeks:]))
+        votes = {r.week: {"up": r.up, "down": r.down} for r in session.execute(_VOTE_WEEKS, {"since": since_weeks})}
+        disliked = [{"document": r.document, "up": r.up, "down": r.down} for r in session.execute(
+            _VOTE_DOCUMENTS, {"since": since_weeks, "top": top_documents})]
+    week_names = sorted({r.week for r in week_rows} | set(votes))
     answers = {r.week: r for r in week_rows}
     week_list = []
     for week in week_names:
@@ -124,5 +149,4 @@ def chart_data(sessions: sessionmaker, weeks: int = 12, days: int = 30, top_docu
         week_list.append({"week": week, "up": vote["up"], "down": vote["down"], "answers": count,
                           "refusals": refusals, "refusal_rate": refusals / count if count else 0.0})
     day_list = [{"day": r.day, "answers": r.answers, "p95_ms": float(r.p95_ms or 0.0)} for r in day_rows]
-    disliked = [d for d in stats["by_document"] if d["down"]][:top_documents]
     return ChartData(week_list, day_list, disliked)

@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 from adapters.cli import main
 from adapters.slack import render
 from adapters.slack.escalation import RESOLVE_ACTION
+from bot import insights
 from bot.core import PolicyBot
 from bot.finetune import formats
 from bot.records import Escalation
@@ -128,6 +129,10 @@ async def test_slack_ask_hr_round_trip_into_the_sft_export(hr_slack_bot, fake_sl
     with runtime.sessions() as s:
         votes = s.execute(text("SELECT user_id, rating, correction FROM feedback")).all()
     assert [tuple(v) for v in votes] == [(HR, -1, HR_ANSWER)]
+
+    # ...which is not a 👎 from a person in the console's charts
+    [week] = insights.chart_data(runtime.sessions).weeks
+    assert (week["up"], week["down"], week["answers"]) == (0, 0, 1)
 
     # 5. the HR answer is the target of an SFT example for that question
     [example] = export_sft(runtime.settings, monkeypatch, tmp_path, capsys)

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch is pinned so pip takes the CPU build on disk instead of several GB of CUDA wheels.
 TORCH  ?= torch==2.13.0
 
-.PHONY: run ask test install install-train lint clean
+.PHONY: run ask test install install-train browser lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ ask: install
 	@test -n "$(Q)" || { echo 'usage: make ask Q="How many vacation days do I get?"' >&2; exit 2; }
 	@$(BIN)/policybot ask "$(Q)"
 
-test: install-train
+# The admin console's browser tests drive Debian's headless Chromium with Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install-train browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -46,6 +46,8 @@ class ServerSettings(BaseSettings):
     # update at most every stream_interval_s (bot.streaming).
     stream_answers: bool = Field(True, validation_alias=AliasChoices("POLICYBOT_STREAM"))
     stream_interval_s: float = Field(1.0, ge=0.2, validation_alias=AliasChoices("POLICYBOT_STREAM_INTERVAL"))
+    # Where people reach `policybot serve` (the admin console's sign-in links); https makes its cookie Secure.
+    public_url: str | None = Field(None, validation_alias=AliasChoices("POLICYBOT_PUBLIC_URL"))
 
     @field_validator("download_hosts", mode="before")
     @classmethod

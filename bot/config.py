@@ -53,13 +53,19 @@ class Settings(BaseSettings):
     max_document_mb: float = Field(20.0, validation_alias=_env("POLICYBOT_MAX_DOCUMENT_MB"))
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=_env("POLICYBOT_ADMINS"))
 
+    # --- HR in the loop (bot/escalation.py) ---------------------------------------------------------
+    # Where "Ask HR" posts: a Slack channel id, or a Teams channel/chat conversation id where the bot is installed.
+    hr_channel: str | None = Field(None, validation_alias=_env("POLICYBOT_HR_CHANNEL"))
+    # Whose replies in an HR thread are relayed and stored as corrections; empty: the admins.
+    hr_users: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=_env("POLICYBOT_HR_USERS"))
+
     # --- logs --------------------------------------------------------------------------------------
     log_level: str = Field("INFO", validation_alias=_env("POLICYBOT_LOG_LEVEL"))
 
-    @field_validator("admins", mode="before")
+    @field_validator("admins", "hr_users", mode="before")
     @classmethod
     def _split_admins(cls, value: object) -> object:
-        # POLICYBOT_ADMINS is a comma/space separated list of Slack user ids and/or Teams AAD object ids.
+        # POLICYBOT_ADMINS (and POLICYBOT_HR_USERS) is a comma/space separated list of Slack user ids and/or Teams AAD object ids.
         if isinstance(value, str):
             return [part for part in value.replace(",", " ").split() if part]
         return value
@@ -72,6 +78,11 @@ class Settings(BaseSettings):
     @property
     def llm_enabled(self) -> bool:
         return bool(self.openai_api_key)
+
+    @property
+    def hr_members(self) -> list[str]:
+        """Who answers escalations: POLICYBOT_HR_USERS, or the admins when it is unset."""
+        return list(self.hr_users or self.admins)
 
     @property
     def max_document_bytes(self) -> int:

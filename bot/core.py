@@ -32,6 +32,8 @@ from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
 from bot.platform_events import PlatformEvents
 from bot.streaming import TextSink
+from bot.escalation import Escalations
+from bot.console_auth import ConsoleAuth
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.ingest import ingest_bytes, list_documents, remove_document
 from knowledge.loaders import DocumentError
@@ -88,6 +90,8 @@ class PolicyBot:
         self.rate_limit_exempt = frozenset(rate_limit_exempt)
         self.calibrator = Calibrator(runtime.embedder, runtime.redis)
         self.events = PlatformEvents(runtime.redis)  # event claims and answered threads, for the adapters
+        self.escalations = Escalations(runtime.sessions, runtime.settings)  # "Ask HR" (bot.escalation)
+        self.console = ConsoleAuth(runtime.redis, runtime.settings)  # admin console sign-in (bot.console_auth)
 
     def warm_up(self) -> None:
         """Load the embedding model and calibrate relevance now, so the first user does not wait for it."""

@@ -66,3 +66,26 @@ class ModelVersion(Base):
     details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Escalation(Base):
+    """A question an employee took to HR from an answer (bot.escalation); created by migration 0004."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (UniqueConstraint("interaction_id", "user_id", name="escalations_one_per_user_and_answer"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    interaction_id: Mapped[str] = mapped_column(ForeignKey("interactions.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16), nullable=False)
+    user_id: Mapped[str] = mapped_column(Text, nullable=False)  # who asked (kept even when shown as anonymous)
+    anonymous: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    reply_to: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict)  # where the reply goes (adapter's)
+    hr_conversation: Mapped[str | None] = mapped_column(Text)
+    hr_thread: Mapped[str | None] = mapped_column(Text)  # the HR channel thread's root (Slack ts, Teams id)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="open")  # open | answered | resolved
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_by: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(Text)

@@ -2,7 +2,8 @@ from sqlalchemy import create_engine, inspect, text
 
 from knowledge import migrate
 
-TABLES = {"documents", "chunks", "corpus_state", "term_stats", "interactions", "feedback", "model_versions"}
+TABLES = {"documents", "chunks", "corpus_state", "term_stats", "interactions", "feedback", "model_versions",
+          "escalations"}
 
 
 def test_migrations_up_down_up(empty_db_url):

@@ -50,12 +50,12 @@ def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: warnings raised while they import are replayed once logging is set up (main).
-    from adapters.cli import answer_commands, finetune_commands, knowledge_commands, serve_command
+    from adapters.cli import answer_commands, finetune_commands, hr_commands, knowledge_commands, serve_command
 
     parser = argparse.ArgumentParser(prog="policybot", description="HR and policy assistant for Slack and Teams")
     _add_verbose(parser, default=False)
     commands = Commands(parser)
-    for module in (knowledge_commands, answer_commands, finetune_commands, serve_command):
+    for module in (knowledge_commands, answer_commands, finetune_commands, hr_commands, serve_command):
         module.register(commands)
     return parser
 

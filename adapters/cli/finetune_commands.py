@@ -119,7 +119,8 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
     else:
         if not settings.admins:
             raise UserFacingError("--corrections-from admins needs POLICYBOT_ADMINS")
-        authors = set(settings.admins)
+        # HR members' answers to escalations (bot.escalation) count as admin corrections.
+        authors = set(settings.admins) | set(settings.hr_members)
     runtime = _runtime(settings)
     try:
         dataset = build_dataset(

@@ -20,8 +20,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from adapters.admin.links import link_message
 from adapters.background import Background
 from adapters.slack import render, uploads
+from adapters.slack.escalation import SlackEscalation
 from adapters.slack.replier import PLATFORM, QUESTION_TURN, RunBlocking, SlackReplier, slack_error
 from bot.core import PolicyBot
 
@@ -38,6 +40,7 @@ class SlackAdapter:
         self.background = Background(PLATFORM)  # its queue is set when answer workers answer the questions
         self.replier = SlackReplier(bot, run_blocking)
         self.client = self.replier.client  # one Web API client for bolt and the replies
+        self.escalation = SlackEscalation(bot, run_blocking, self.replier, self.background.spawn)
         self.upload_limit = min(uploads.SLACK_FILE_LIMIT, self.settings.max_document_bytes)
         self.app = AsyncApp(
             name="policybot",
@@ -62,6 +65,7 @@ class SlackAdapter:
         app.action(render.FEEDBACK_ACTION)(self.on_feedback)
         app.view(render.FEEDBACK_MODAL)(self.on_feedback_submission)
         app.view(uploads.UPLOAD_MODAL)(self.on_upload_submission)
+        self.escalation.register(app)
 
     # ------------------------------------------------------------------------------------------ questions
 
@@ -79,6 +83,9 @@ class SlackAdapter:
             return
         user, channel, text = event.get("user"), event.get("channel"), event.get("text") or ""
         if not user or not channel or user == context.bot_user_id:
+            return
+        if self.escalation.is_hr_thread_reply(event):  # an HR member answering an "Ask HR" thread
+            self.background.spawn(self.escalation.on_hr_message(body.get("event_id"), event), "hr-reply")
             return
         thread_ts = event.get("thread_ts") or event.get("ts")
         turn = dict(event_id=body.get("event_id"), question=text, user=user, channel=channel, thread_ts=thread_ts,
@@ -174,6 +181,9 @@ class SlackAdapter:
         user = command.get("user_id") or ""
         if sub in ("", "help"):
             await ack(text=render.help_text(name), response_type="ephemeral")
+        elif sub == "console":  # a one-time sign-in link to the admin console (adapters.admin), privately
+            token = await self.run_blocking(self.bot.console.issue_link, user)
+            await ack(text=render.escape(link_message(self.settings, token)), response_type="ephemeral")
         elif sub == "list":
             await ack()
             self.background.spawn(self.list_documents(command), "list")

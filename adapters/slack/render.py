@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
     ContextActionsBlock,
     ContextBlock,
     FeedbackButtonObject,
@@ -37,6 +39,8 @@ FALLBACK_LIMIT = 12000
 LIST_LIMIT = 3800  # one ephemeral reply  # the `text` fallback; Slack truncates at 40,000
 FEEDBACK_ACTION = "policybot_feedback"
 FEEDBACK_MODAL = "policybot_feedback_modal"
+ESCALATE_ACTION = "policybot_escalate"  # "Ask HR"; its anonymous twin below (action ids are unique per block)
+ESCALATE_ANONYMOUS_ACTION = "policybot_escalate_anonymous"
 # Answers a vote can be recorded against (the core records these; "error" and "limited" are not recorded).
 
 
@@ -156,12 +160,28 @@ def feedback_block(interaction_id: str) -> dict:
     ).to_dict()
 
 
-def render_answer(answer: Answer) -> Message:
-    """The answer with inline [n], a context block of its sources, and 👍/👎 carrying the interaction id."""
+def escalate_block(interaction_id: str) -> dict:
+    """"Ask HR" and "Ask HR anonymously" under an answer or a refusal (adapters.slack.escalation)."""
+    return ActionsBlock(block_id=f"escalate:{interaction_id}", elements=[
+        ButtonElement(text="Ask HR", action_id=ESCALATE_ACTION, value=f"named:{interaction_id}"),
+        ButtonElement(text="Ask HR anonymously", action_id=ESCALATE_ANONYMOUS_ACTION,
+                      value=f"anonymous:{interaction_id}"),
+    ]).to_dict()
+
+
+def parse_escalate_value(value: str | None) -> tuple[bool, str] | None:
+    """(anonymous, interaction id) from an "Ask HR" button's value, or None for anything else."""
+    match = re.fullmatch(r"(named|anonymous):([0-9a-fA-F-]{8,64})", value or "")
+    return (match.group(1) == "anonymous", match.group(2)) if match else None
+
+
+def render_answer(answer: Answer, ask_hr: bool = False) -> Message:
+    """The answer with inline [n], a context block of its sources, and 👍/👎 carrying the interaction id; with
+    `ask_hr` (POLICYBOT_HR_CHANNEL set) also "Ask HR" buttons."""
     head: list[dict] = []
     if answer.notice:
         head.append(_notice_block(answer.notice))
-    tail = answer_footer(answer)
+    tail = answer_footer(answer, ask_hr)
 
     body = to_mrkdwn(answer.text) or " "
     sections = split_text(body)
@@ -173,14 +193,16 @@ def render_answer(answer: Answer) -> Message:
     return Message(blocks=blocks, text=fallback_text(answer))
 
 
-def answer_footer(answer: Answer) -> list[dict]:
-    """What goes under an answer's text: its sources and the 👍/👎 (also what chat.stopStream adds under a
-    streamed answer)."""
+def answer_footer(answer: Answer, ask_hr: bool = False) -> list[dict]:
+    """What goes under an answer's text: its sources, the 👍/👎 and, with `ask_hr`, "Ask HR" (also what
+    chat.stopStream adds under a streamed answer)."""
     tail: list[dict] = []
     if answer.sources:
         tail.append(_sources_block(answer.sources))
     if answer.rateable:
         tail.append(feedback_block(answer.interaction_id))
+        if ask_hr:
+            tail.append(escalate_block(answer.interaction_id))
     return tail
 
 
@@ -191,10 +213,10 @@ def stream_text(delta: str) -> str:
     return escape(delta)
 
 
-def stream_end_blocks(answer: Answer) -> list[dict]:
+def stream_end_blocks(answer: Answer, ask_hr: bool = False) -> list[dict]:
     """The blocks chat.stopStream puts under a streamed answer: the notice (it could not go above: the text was
     already streaming), the sources and the feedback buttons."""
-    return ([_notice_block(answer.notice)] if answer.notice else []) + answer_footer(answer)
+    return ([_notice_block(answer.notice)] if answer.notice else []) + answer_footer(answer, ask_hr)
 
 
 def _notice_block(notice: str) -> dict:
@@ -271,6 +293,7 @@ def help_text(command: str) -> str:
         "Admins only.",
         f"• `{command} list`: the documents I answer from.",
         f"• `{command} remove TITLE`: stop using a document. Admins only.",
+        f"• `{command} console`: a sign-in link to the admin console. Admins only.",
         f"• `{command} help`: this message.",
         "To ask a question, mention me in a channel or send me a direct message.",
     ])

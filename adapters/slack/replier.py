@@ -117,8 +117,9 @@ class SlackReplier:
 
             await relay(feed, work, show, self.settings.stream_interval_s)
         answer = await work
-        message = render.render_answer(answer)
-        posted = await stream.finish(answer, message) if stream is not None else None
+        ask_hr = bool(self.settings.hr_channel)
+        message = render.render_answer(answer, ask_hr=ask_hr)
+        posted = await stream.finish(answer, message, ask_hr=ask_hr) if stream is not None else None
         if posted is None:
             posted = await self.post(channel, thread_ts, message, user)
             if posted is not None and (stream is None or stream.ts is None):

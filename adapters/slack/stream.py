@@ -72,7 +72,7 @@ class SlackStream:
                         _error(err))
             return False
 
-    async def finish(self, answer: Answer, message: render.Message) -> tuple[str, str] | None:
+    async def finish(self, answer: Answer, message: render.Message, ask_hr: bool = False) -> tuple[str, str] | None:
         """End the stream with the final answer; (channel, ts) of the message that holds it, or None when the
         answer is not in Slack yet (no stream was started, or its message could not be rewritten): then the
         caller posts it."""
@@ -82,7 +82,7 @@ class SlackStream:
             tail = unsent(self.sent, answer.text)
             try:
                 await self.streamer.stop(markdown_text=render.stream_text(tail) or None,
-                                         blocks=render.stream_end_blocks(answer) or None)
+                                         blocks=render.stream_end_blocks(answer, ask_hr) or None)
                 return self.channel, self.ts
             except _FAILURES as err:
                 log.warning("chat.stopStream failed in %s (%s); rewriting the message", self.channel, _error(err))

@@ -25,9 +25,11 @@ from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
 from adapters import background
+from adapters.admin.links import link_message
 from adapters.background import BUSY_MESSAGE
 from adapters.message_log import log_question
 from adapters.teams import render, uploads
+from adapters.teams.escalation import TeamsEscalation, escalate_card
 from adapters.teams.stream import streamed_answer
 from bot import metrics
 from bot.contract import Answer
@@ -39,7 +41,7 @@ PLATFORM = "teams"
 FEEDBACK_INVOKE = "message/submitAction"
 TYPING_PERIOD_S = 3.0
 _RATINGS = {"like": 1, "dislike": -1}
-_COMMAND = re.compile(r"^\s*/?(help|list|remove|upload|ask)\b[\s:]*(.*)$", re.I | re.S)
+_COMMAND = re.compile(r"^\s*/?(help|list|remove|upload|ask|console)\b[\s:]*(.*)$", re.I | re.S)
 
 Runner = Callable[..., Awaitable[Any]]
 
@@ -52,10 +54,11 @@ class TeamsActivities(TeamsActivityHandler):
     """botbuilder's activity handler for Teams: turns activities into core calls and renders the results."""
 
     def __init__(self, core: PolicyBot, run: Runner | None = None, *, allow_http_downloads: bool = False,
-                 download_timeout_s: float = uploads.DEFAULT_TIMEOUT_S) -> None:
+                 download_timeout_s: float = uploads.DEFAULT_TIMEOUT_S, app_id: str = "") -> None:
         super().__init__()
         self.core = core
         self.run = run or _in_thread
+        self.escalation = TeamsEscalation(core, self.run, app_id)  # "Ask HR" (adapters.teams.escalation)
         self.allow_http_downloads = allow_http_downloads  # anonymous (Emulator) mode only; Teams links are https
         self.download_timeout_s = download_timeout_s
 
@@ -64,6 +67,13 @@ class TeamsActivities(TeamsActivityHandler):
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
         if not await self._claim(activity):
+            return
+        if self.escalation.submitted(activity):  # "Ask HR" or "Mark resolved" on one of our cards
+            await self.escalation.on_submit(turn_context, user_of(activity))
+            return
+        hr_thread = self.escalation.hr_thread(activity)
+        if hr_thread:  # a reply in an "Ask HR" thread of the HR channel, not a question
+            await self.escalation.on_hr_reply(turn_context, hr_thread, user_of(activity), message_text(activity))
             return
         personal = scope(activity) == "personal"
         if not personal and not mentions_bot(activity):
@@ -89,7 +99,7 @@ class TeamsActivities(TeamsActivityHandler):
         if command and personal:
             if await self._command(turn_context, user_id, command, argument):
                 return
-        elif command in ("list", "remove", "upload") and not argument:
+        elif command in ("list", "remove", "upload", "console") and not argument:
             await self._say(turn_context, f"`{command}` works in a personal chat with me.")
             return
         await self._answer(turn_context, text, user_id)
@@ -110,6 +120,12 @@ class TeamsActivities(TeamsActivityHandler):
                 return False
             documents = await self.run(self.core.documents)
             await self._say(turn_context, render.document_list(documents))
+            return True
+        if command == "console":  # a one-time sign-in link to the admin console (adapters.admin)
+            if argument:
+                return False  # "console games at work?" is a question
+            token = await self.run(self.core.console.issue_link, user_id)
+            await self._say(turn_context, link_message(self.core.settings, token))
             return True
         if command == "upload":
             if argument.endswith("?"):
@@ -142,13 +158,15 @@ class TeamsActivities(TeamsActivityHandler):
         started = time.monotonic()
         log_question(self.core.settings, PLATFORM, user_id, question)
         # Teams streams only in personal chats; group chats and channels get the final message only.
+        ask_hr = (lambda a: escalate_card(a.interaction_id)) if self.core.escalations.hr_channel else (lambda a: None)
         if scope(activity) == "personal" and getattr(self.core.settings, "stream_answers", False):
-            answer, response = await streamed_answer(turn_context, self.core, self.run, question, user_id, started)
+            answer, response = await streamed_answer(turn_context, self.core, self.run, question, user_id, started,
+                                                     ask_hr=ask_hr)
         else:
             answer = await self._typing_while(
                 turn_context, self.run(self.core.answer, question, user_id, PLATFORM, activity.conversation.id),
                 delay_s=background.INDICATOR_DELAY_S)
-            response = await turn_context.send_activity(render.answer_activity(answer))
+            response = await turn_context.send_activity(render.answer_activity(answer, ask_hr=ask_hr(answer)))
             metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
         if response is not None and response.id and answer.rateable:
             try:
@@ -257,6 +275,7 @@ class TeamsActivities(TeamsActivityHandler):
                 "- **Admins:** send a file (pdf, docx, md, txt, html) here to add it, or to replace the document "
                 "with the same file name; write `upload TITLE` with it to set the title shown in citations",
                 "- **Admins:** `remove TITLE` takes a document out",
+                "- **Admins:** `console` sends a sign-in link to the admin console",
             ]
         lines += ["", f"For anything personal or not covered, contact {hr}."]
         return "\n".join(lines)

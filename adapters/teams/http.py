@@ -210,7 +210,7 @@ def build_endpoint(core: PolicyBot, run=None) -> TeamsEndpoint:
     auth = ReusingAuthentication(ConfigurationBotFrameworkAuthentication(config), clients)
     adapter = CloudAdapter(auth)
     adapter.on_turn_error = _on_turn_error
-    handler = TeamsActivities(core, run, allow_http_downloads=config.anonymous)
+    handler = TeamsActivities(core, run, allow_http_downloads=config.anonymous, app_id=config.APP_ID)
     return TeamsEndpoint(adapter=adapter, auth=auth, bot=handler, anonymous=config.anonymous, clients=clients)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import urlparse
 
 from botbuilder.schema import Activity, ActivityTypes, Entity
@@ -70,8 +71,9 @@ class RawEntity(Entity):
 # --------------------------------------------------------------------------------------------- answers
 
 
-def answer_activity(answer: Answer) -> Activity:
-    """The message for one answer: text with [n], citations entity and feedback buttons where they apply."""
+def answer_activity(answer: Answer, ask_hr: Any = None) -> Activity:
+    """The message for one answer: text with [n], citations entity and feedback buttons where they apply; with
+    `ask_hr` (a card attachment: adapters.teams.escalation.escalate_card) the "Ask HR" buttons too."""
     text = _escape_tags(answer.text)
     if answer.notice:
         text = f"_{_escape_tags(answer.notice)}_\n\n{text}"
@@ -86,7 +88,7 @@ def answer_activity(answer: Answer) -> Activity:
         entity = message_entity([citation(s) for s in cited])
         return Activity(type=ActivityTypes.message, text=body, text_format="markdown",
                         entities=[RawEntity(type=MESSAGE_ENTITY_TYPE, additional_properties=_without_type(entity))],
-                        channel_data=dict(FEEDBACK_CHANNEL_DATA))
+                        channel_data=dict(FEEDBACK_CHANNEL_DATA), attachments=[ask_hr] if ask_hr else None)
 
     return _fit(text, build)
 
@@ -162,9 +164,9 @@ def streaming_activity(text: str, stream_id: str | None, sequence: int) -> Activ
                     entities=[stream_entity("streaming", stream_id, sequence)])
 
 
-def final_activity(answer: Answer, stream_id: str | None) -> Activity:
-    """The answer as always (AI label, citations, feedback loop), closing the stream when there is one."""
-    activity = answer_activity(answer)
+def final_activity(answer: Answer, stream_id: str | None, ask_hr: Any = None) -> Activity:
+    """The answer as always (AI label, citations, feedback loop, "Ask HR"), closing the stream when there is one."""
+    activity = answer_activity(answer, ask_hr=ask_hr)
     if stream_id:
         activity.entities = [*(activity.entities or []), stream_entity("final", stream_id, None)]
     return activity

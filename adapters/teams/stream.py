@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from botbuilder.core import TurnContext
 from botbuilder.schema import ResourceResponse
@@ -33,17 +35,19 @@ STATUS = background.SEARCHING_STATUS  # the informative update
 PLATFORM = "teams"
 
 
-async def streamed_answer(turn_context: TurnContext, core, run, question: str, user_id: str, started: float
+async def streamed_answer(turn_context: TurnContext, core, run, question: str, user_id: str, started: float,
+                          ask_hr: Callable[[Answer], Any] = lambda answer: None
                           ) -> tuple[Answer, ResourceResponse | None]:
     """Answer in a personal chat: at once when the answer is ready within background.INDICATOR_DELAY_S, else the
     informative update, the text as it is written and the final message. (answer, the final message's response).
-    `core` is the PolicyBot, `run` the server's way of running a core call off the event loop."""
+    `core` is the PolicyBot, `run` the server's way of running a core call off the event loop; `ask_hr` gives the
+    answer's "Ask HR" card (or None)."""
     feed = DeltaFeed()
     work = asyncio.ensure_future(run(core.answer, question, user_id, PLATFORM, turn_context.activity.conversation.id,
                                      on_text=feed))
     if await background.ready_within(work, background.INDICATOR_DELAY_S):
         answer: Answer = work.result()
-        response = await turn_context.send_activity(render.answer_activity(answer))
+        response = await turn_context.send_activity(render.answer_activity(answer, ask_hr=ask_hr(answer)))
         metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
         return answer, response
     stream = TeamsStream(turn_context)
@@ -59,7 +63,7 @@ async def streamed_answer(turn_context: TurnContext, core, run, question: str, u
     interval = getattr(core.settings, "stream_interval_s", MIN_INTERVAL_S)
     await relay(feed, work, show, max(MIN_INTERVAL_S, interval))
     answer = await work
-    response = await stream.finish(answer)
+    response = await stream.finish(answer, ask_hr(answer))
     if not stream.streamed:
         metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
     if (response is None or not response.id) and stream.stream_id:
@@ -103,17 +107,18 @@ class TeamsStream:
             self.stream_id = response.id  # Teams: the first streaming response's id names the stream
         return True
 
-    async def finish(self, answer: Answer):
-        """The final message; the connector's ResourceResponse (its id is the message's)."""
+    async def finish(self, answer: Answer, ask_hr: Any = None):
+        """The final message (with `ask_hr`, the "Ask HR" card); the connector's ResourceResponse (its id is the
+        message's)."""
         expired = self.started is not None and time.monotonic() - self.started > STREAM_LIMIT_S
         stream_id = None if expired else self.stream_id
         try:
-            return await self.turn_context.send_activity(render.final_activity(answer, stream_id))
+            return await self.turn_context.send_activity(render.final_activity(answer, stream_id, ask_hr))
         except Exception as err:
             if stream_id is None:
                 raise
             log.warning("Teams refused the stream's final message (%s); sending it as a message", _status(err))
-            return await self.turn_context.send_activity(render.final_activity(answer, None))
+            return await self.turn_context.send_activity(render.final_activity(answer, None, ask_hr))
 
 
 def _status(err: Exception) -> str:

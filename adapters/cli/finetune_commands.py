@@ -361,9 +361,12 @@ def eval_answers(settings: Settings, args: argparse.Namespace) -> int:
 
     print(f"model {report.model}: {m['questions']} questions ({m['answerable']} answerable, "
           f"{m['unanswerable']} not answered by the documents)")
-    print(f"  citation validity    {show(m['citation_validity'])}  ({m['answers_with_markers']} answers with markers)")
+    print(f"  citation validity    {show(m['citation_validity'])}  ({m['replies_with_markers']} of the model's "
+          f"{m['model_replies']} replies had markers)")
     print(f"  grounded rate        {show(m['grounded_rate'])}  ({m['false_refusals']} wrongly refused, "
           f"{m['fallbacks']} fell back to extractive)")
+    reasons = ", ".join(f"{why} {n}" for why, n in m["fallback_reasons"].items()) or "none"
+    print(f"  fallbacks            {m['fallbacks']}  ({reasons}); errors {m['errors']}")
     print(f"  correct refusals     {show(m['correct_refusal_rate'])}")
     print(f"  answer-key hits      {show(m['answer_key_hit_rate'])}")
     print(f"  expected document    {show(m['document_hit_rate'])}")

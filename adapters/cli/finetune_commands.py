@@ -22,7 +22,11 @@ def register(commands) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--distractors", type=int, default=0, metavar="N",
                    help="add N retrieved passages the answer did not use to each prompt (retrieval-augmented fine-tuning)")
-    p.add_argument("--min-examples", type=int, default=None, metavar="N", help="refuse a smaller dataset (default 10)")
+    p.add_argument("--min-examples", type=int, default=None, metavar="N",
+                   help="refuse a dataset with fewer training examples (default 10, the hosted minimum)")
+    p.add_argument("--accept-correction", action="append", default=[], metavar="INTERACTION_ID",
+                   help="an admin confirms a flagged correction (its markers cite passages that do not support it); "
+                        "repeatable; the id or its first 8 characters")
     p.add_argument("--validation-share", type=float, default=None, metavar="F", help="default 0.1")
     p.add_argument("--corrections-from", choices=("auto", "admins", "anyone"), default="auto",
                    help="whose corrections to use (auto: the admins when POLICYBOT_ADMINS is set, else anyone)")
@@ -127,7 +131,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
             embedder=runtime.embedder, distractors=max(0, args.distractors),
             min_examples=DEFAULT_MIN_EXAMPLES if args.min_examples is None else args.min_examples,
             validation_share=DEFAULT_VALIDATION_SHARE if args.validation_share is None else args.validation_share,
-            correction_authors=authors,
+            correction_authors=authors, accepted_corrections=set(args.accept_correction),
         )
     except DatasetTooSmall as err:
         raise UserFacingError(str(err)) from err
@@ -141,6 +145,12 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
           f"({', '.join(f'{n} {o}' for o, n in sorted(manifest['origins'].items()))})")
     print(f"dropped: {dropped}; scrubbed: {scrubbed}")
     print(f"dataset {manifest['dataset_hash'][:12]}, prompt {manifest['prompt_version']}")
+    for flag in manifest["flagged_corrections"]:
+        state = "accepted by --accept-correction" if flag["accepted"] else "left out"
+        print(f"flagged correction on {flag['interaction_id'][:8]} ({state}): the cited passages do not support "
+              + "; ".join(f"“{claim}”" for claim in flag["unsupported"]), file=sys.stderr)
+    if any(not flag["accepted"] for flag in manifest["flagged_corrections"]):
+        print("check them; to include one anyway: policybot finetune export ... --accept-correction ID", file=sys.stderr)
     if manifest["targets_without_citation"]:
         print(f"note: {manifest['targets_without_citation']} target answer(s) cite no source", file=sys.stderr)
     return 0

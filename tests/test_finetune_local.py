@@ -118,6 +118,11 @@ def test_sft_lora_through_the_cli(runtime, settings, tiny_model, monkeypatch, tm
     assert f"--lora-modules {job['model_id']}={out.resolve() / 'adapter'}" in serving
     assert "--enable-lora" in details["serving"]["lora_command"]
     assert details["serving"]["merged_command"].endswith(f"--served-model-name {job['model_id']}")
+    assert f"--alias {job['model_id']}" in serving and "transformers serve" in serving
+    options = details["options"]  # sized for this (CPU) machine, the given options kept
+    assert options["gradient_checkpointing"] and options["precision"] == "fp32"
+    assert (options["lora_r"], options["max_length"], options["batch_size"]) == (4, 1024, 2)
+    assert options["gradient_accumulation"] == 8
     assert registry.get(runtime.sessions, job["model_id"]).status == "candidate"
 
     adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
@@ -128,9 +133,18 @@ def test_sft_lora_through_the_cli(runtime, settings, tiny_model, monkeypatch, tm
 
 def test_dpo_lora(runtime, tiny_model, tmp_path):
     backend = LocalBackend(runtime.sessions, tmp_path / "work")
-    job = backend.start(_dataset(tmp_path / "dpo", "dpo"), "dpo", str(tiny_model), "pref", max_steps=2,
-                        batch_size=2, lora_r=4, lora_alpha=8, max_length=1024, beta=0.1)
+    job = backend.start(_dataset(tmp_path / "dpo", "dpo"), "dpo", str(tiny_model), "pref", max_steps=1,
+                        gradient_accumulation=2, lora_r=4, lora_alpha=8, beta=0.1)
     assert job.status == "candidate", job.details.get("error")
+    # the max length comes from the data: the longest row with its longer answer, rounded up to 64
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    longest = max(len(tokenizer.apply_chat_template(_prompt(q, p) + [{"role": "assistant", "content": a}],
+                                                    tokenize=True, return_dict=True)["input_ids"])
+                  for q, p, a in FACTS[:5])
+    options = job.details["options"]
+    assert options["max_length"] == -(-longest // 64) * 64 and options["batch_size"] == 1
     metrics = job.details["training_metrics"]
     assert "train_loss" in metrics and "eval_rewards/margins" in metrics
     adapter = job.details["adapter_dir"]
@@ -151,3 +165,28 @@ def test_local_failures_are_clear(runtime, tiny_model, tmp_path):
     (broken / formats.TRAIN_FILE).write_text("")
     job = backend.start(broken, "sft", str(tiny_model), None)
     assert job.status == "failed" and "has no examples" in job.details["error"]["message"]
+
+
+def test_options_are_sized_for_the_hardware():
+    from bot.finetune.backends.local_backend import LocalOptions, resolve_options
+
+    gpu = resolve_options(LocalOptions(), cuda=True, bf16_supported=True, longest=700, model_limit=2048)
+    assert (gpu.precision, gpu.lora_r, gpu.batch_size, gpu.max_length) == ("bf16", 16, 4, 704)
+    old_gpu = resolve_options(LocalOptions(lora_r=32), cuda=True, bf16_supported=False, longest=5000, model_limit=2048)
+    assert (old_gpu.precision, old_gpu.lora_r, old_gpu.max_length) == ("fp16", 32, 2048)
+    cpu = resolve_options(LocalOptions(max_length=512), cuda=False, bf16_supported=False, longest=900, model_limit=None)
+    assert (cpu.precision, cpu.lora_r, cpu.batch_size, cpu.gradient_accumulation, cpu.max_length) == (
+        "fp32", 8, 1, 8, 512)
+
+
+def test_serving_by_path(tmp_path):
+    from bot.finetune.backends.local_backend import LocalOptions, write_serving_instructions
+
+    merged = str(tmp_path / "merged")
+    result = {"adapter_dir": str(tmp_path / "adapter"), "merged_dir": merged}
+    serving = write_serving_instructions(tmp_path, merged, "/models/base", result, "sft", LocalOptions(lora_r=8))
+    text = (tmp_path / "SERVING.md").read_text()
+    assert serving["served_name"] == merged and "registered under that path" in text
+    named = write_serving_instructions(tmp_path, "brand-1", "/models/base", result, "sft", LocalOptions(lora_r=8))
+    text = (tmp_path / "SERVING.md").read_text()
+    assert "--served-name path" in text and named["llama_cpp_command"].endswith("--alias brand-1 --port 8000")

@@ -56,10 +56,13 @@ def register(commands) -> None:
     p.add_argument("--merge", action="store_true", help="local: also save the model with the adapter merged in")
     p.add_argument("--max-steps", type=int, help="local: stop after N optimizer steps")
     p.add_argument("--learning-rate", type=float, help="local")
-    p.add_argument("--lora-r", type=int, help="local: LoRA rank (default 16)")
-    p.add_argument("--lora-alpha", type=int, help="local (default 32)")
-    p.add_argument("--max-length", type=int, help="local: tokens per example (default 4096)")
-    p.add_argument("--served-name", help="local: the model name the server will serve the adapter under")
+    p.add_argument("--lora-r", type=int, help="local: LoRA rank (default 16 on a GPU, 8 on a CPU)")
+    p.add_argument("--lora-alpha", type=int, help="local (default 2 x rank)")
+    p.add_argument("--gradient-accumulation", type=int, help="local (default 4 on a GPU, 8 on a CPU)")
+    p.add_argument("--max-length", type=int,
+                   help="local: tokens per example (default: the longest example in the data, rounded up to 64)")
+    p.add_argument("--served-name", help="local: the model name the server will serve the adapter under; 'path' "
+                   "(with --merge): the merged folder's path, for servers that load by path (transformers serve)")
     p.add_argument("--json", action="store_true")
 
     p = commands.add("status", status, "poll a job; a finished one becomes a candidate model", group="finetune")
@@ -210,7 +213,8 @@ def start(settings: Settings, args: argparse.Namespace) -> int:
         "learning_rate_multiplier": args.learning_rate_multiplier,
         "output_dir": str(args.output) if args.output else None, "merge": args.merge or None,
         "max_steps": args.max_steps, "learning_rate": args.learning_rate, "lora_r": args.lora_r,
-        "lora_alpha": args.lora_alpha, "max_length": args.max_length, "served_name": args.served_name,
+        "lora_alpha": args.lora_alpha, "max_length": args.max_length,
+        "gradient_accumulation": args.gradient_accumulation, "served_name": args.served_name,
     }
     if args.backend == "openai" and options["epochs"] is not None:
         options["epochs"] = int(options["epochs"])

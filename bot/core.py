@@ -5,6 +5,9 @@
 
 Adapters call `PolicyBot.answer()` (and the feedback/document methods) with plain values and render the
 plain values that come back. Nothing here raises to an adapter: any failure degrades to a safe answer.
+
+Just over 400 lines because it is the one place the steps meet, in order; each step's rules live in its own
+module (router, followup, cache, relevance, breaker, fallbacks, extractive, interactions).
 """
 
 from __future__ import annotations

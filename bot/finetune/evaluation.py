@@ -1,4 +1,5 @@
-"""Answer evaluation and the promotion gate.
+"""Answer evaluation and the promotion gate. (Over 400 lines: the gate's rules are about what evaluation
+measures — which metrics, their denominators, what a missing one means — so they are kept together.)
 
 `evaluate_answers` runs a question set (knowledge.evaluation's JSONL: question, document — null when the
 documents do not answer it —, section, answer_key) through the full answer pipeline, `PolicyBot.answer` with

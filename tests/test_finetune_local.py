@@ -158,6 +158,8 @@ def test_local_failures_are_clear(runtime, tiny_model, tmp_path):
     backend = LocalBackend(runtime.sessions, tmp_path / "work")
     with pytest.raises(LocalTrainingError, match="not a local folder"):
         backend.start(_dataset(tmp_path / "a", "sft"), "sft", "Qwen/Qwen2.5-0.5B-Instruct", None)
+    with pytest.raises(LocalTrainingError, match="--served-name path needs --merge"):
+        backend.start(tmp_path / "a", "sft", str(tiny_model), None, served_name="path")
     with pytest.raises(LocalTrainingError, match="holds a sft dataset, not dpo"):
         backend.start(tmp_path / "a", "dpo", str(tiny_model), None)
     # a failure inside training is recorded on the job, with the error

@@ -93,8 +93,10 @@ class Breaker:
         if not self.enabled:
             return
         try:
-            was_open = self.redis.hget(PREFIX + model, "open_until") is not None
-            self.redis.delete(PREFIX + model, PROBE_PREFIX + model)
+            pipe = self.redis.pipeline(transaction=False)  # one round trip on every good answer
+            pipe.hget(PREFIX + model, "open_until")
+            pipe.delete(PREFIX + model, PROBE_PREFIX + model)
+            was_open = pipe.execute()[0] is not None
         except RedisError:
             return
         if was_open:

@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(20.0, validation_alias=_env("POLICYBOT_LLM_TIMEOUT"))
     llm_max_retries: int = Field(2, validation_alias=_env("POLICYBOT_LLM_RETRIES"))
     llm_concurrency: int = Field(16, validation_alias=_env("POLICYBOT_LLM_CONCURRENCY"))
+    # The brand voice asks for two to five sentences (~60-150 words, ~100-250 tokens with markers): 350 leaves room
+    # for a short list and still stops a looping model within seconds.
+    llm_max_tokens: int = Field(350, ge=16, validation_alias=_env("POLICYBOT_LLM_MAX_TOKENS"))
+    # Mild: discourages a model from repeating itself without penalizing the [n] markers it must repeat much.
+    llm_frequency_penalty: float = Field(0.3, ge=-2.0, le=2.0, validation_alias=_env("POLICYBOT_LLM_FREQUENCY_PENALTY"))
+    # The circuit breaker: after this many consecutive failed or uncited replies from a model, answer extractively
+    # and let one probe through every cooldown until one succeeds (0: never open).
+    llm_breaker_failures: int = Field(5, ge=0, validation_alias=_env("POLICYBOT_LLM_BREAKER_FAILURES"))
+    llm_breaker_cooldown_s: float = Field(30.0, gt=0, validation_alias=_env("POLICYBOT_LLM_BREAKER_COOLDOWN"))
     brand_voice_file: Path | None = Field(None, validation_alias=_env("POLICYBOT_BRAND_VOICE"))
     hr_contact: str = Field("the People team (hr@example.com)", validation_alias=_env("POLICYBOT_HR_CONTACT"))
 

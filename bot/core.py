@@ -9,6 +9,9 @@ the records and the fine-tuning export ever see.
 
 Adapters call `PolicyBot.answer()` (and the feedback/document methods) with plain values and render the
 plain values that come back. Nothing here raises to an adapter: any failure degrades to a safe answer.
+
+Just over 400 lines because it is the one place the steps meet, in order; each step's rules live in its own
+module (router, followup, cache, relevance, breaker, fallbacks, extractive, interactions).
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
+from bot import fallbacks
 from bot import feedback as feedback_store
 from bot import followup, interactions, metrics, ratelimit, router
+from bot.breaker import Breaker
 from bot.cache import AnswerCache, AnswerCacheProtocol, cache_key
 from bot.citations import has_citation, renumber
 from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadResult
 from bot.extractive import CLOSE_CALL_INTRO, EXTRACTIVE_VERSION, INTRO, extract_answer
-from bot.llm import LLM, Generation, LLMError, LLMProtocol
+from bot.fallbacks import Fallback
+from bot.llm import LLM, GenerationLimits, LLMError, LLMProtocol
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
 from bot.answer_state import answer_state
 from bot.relevance import Calibrator, judge
@@ -73,20 +79,23 @@ class Turn:
 
 def llm_from_runtime(runtime: Runtime) -> LLM | None:
     """The configured chat endpoint behind the process's concurrency bound; None without one (extractive)."""
-    return LLM(runtime.openai, runtime.settings.llm_concurrency) if runtime.openai is not None else None
+    if runtime.openai is None:
+        return None
+    return LLM(runtime.openai, runtime.settings.llm_concurrency, limits=GenerationLimits.from_settings(runtime.settings))
 
 
 class PolicyBot:
     def __init__(self, runtime: Runtime, *, cache: AnswerCacheProtocol | None = None, llm: LLMProtocol | None = None,
-                 rate_limit_exempt: Collection[str] = DEFAULT_RATE_LIMIT_EXEMPT) -> None:
-        """`cache` and `llm` default to the runtime's (Redis, the configured endpoint or none); they are the
-        seams evaluation and tests replace, never attributes swapped on a live bot. `rate_limit_exempt`: the
-        platforms whose users the per-user rate limit leaves alone."""
+                 rate_limit_exempt: Collection[str] = DEFAULT_RATE_LIMIT_EXEMPT, breaker: Breaker | None = None) -> None:
+        """`cache`, `llm` and `breaker` default to the runtime's (Redis, the configured endpoint or none, the shared
+        circuit breaker); they are the seams evaluation and tests replace, never attributes swapped on a live bot.
+        `rate_limit_exempt`: the platforms whose users the per-user rate limit leaves alone."""
         self.runtime = runtime
         self.settings = runtime.settings
         self.cache = cache if cache is not None else AnswerCache(runtime.redis, runtime.settings.cache_ttl_s)
         self.brand_voice = load_brand_voice(runtime.settings.brand_voice_file)
         self.llm = llm if llm is not None else llm_from_runtime(runtime)
+        self.breaker = breaker if breaker is not None else Breaker.from_settings(runtime.redis, runtime.settings)
         self.rate_limit_exempt = frozenset(rate_limit_exempt)
         self.calibrator = Calibrator(runtime.embedder, runtime.redis)
         self.events = PlatformEvents(runtime.redis)  # event claims and answered threads, for the adapters
@@ -154,19 +163,23 @@ class PolicyBot:
                 timings_ms={"total": _ms(started)},
             ), turn)
 
-        turn = self._rewrite(turn)
+        # The model is known before the rewrite: a follow-up is rewritten by the model that will answer it.
         t = time.perf_counter()
         with self.runtime.sessions() as session:
             corpus_version, active_model = answer_state(session)
         model = model_override or (active_model or self.settings.chat_model if self.llm else EXTRACTIVE_MODEL)
+        turn = replace(turn, corpus_version=corpus_version, model=model)
+        state_ms = _ms(t)
+        turn = self._rewrite(turn)
+        t = time.perf_counter()
         key = cache_key(turn.standalone, corpus_version, model, f"{PROMPT_VERSION}/{EXTRACTIVE_VERSION}")
-        turn = replace(turn, corpus_version=corpus_version, model=model, cache_key=key)
+        turn = replace(turn, cache_key=key)
         hit = self.cache.get(key)
         metrics.observe_cache(hit is not None)
         claimed = hit is None and self.cache.claim(key, self._longest_answer_s())
         if hit is None and not claimed:  # the same question is being answered right now: wait for that answer
             hit = self.cache.wait(key, self._longest_answer_s())
-        turn.timings["cache"] = _ms(t)
+        turn.timings["cache"] = state_ms + _ms(t)
         if hit:
             turn.timings["total"] = _ms(started)
             answer = Answer.from_cache(hit, str(uuid.uuid4()), turn.timings)
@@ -184,8 +197,9 @@ class PolicyBot:
         # Earlier turns are read only when the message looks like a follow-up: most questions skip the query.
         history = (interactions.history(self.runtime.sessions, turn.platform, turn.conversation_id)
                    if followup.looks_like_follow_up(turn.question) else [])
-        llm_model = self.settings.chat_model
-        standalone = followup.rewrite(history, turn.question, self.runtime.openai if self.llm else None, llm_model)
+        # The answering model rewrites, unless there is none or its breaker is open (then the heuristic does).
+        usable = self.llm is not None and turn.model != EXTRACTIVE_MODEL and not self.breaker.is_open(turn.model)
+        standalone = followup.rewrite(history, turn.question, self.llm if usable else None, turn.model)
         turn.timings["rewrite"] = _ms(t)
         turn = replace(turn, standalone=standalone)
         if turn.rewritten:  # the user sees how their message was read, so a wrong merge is visible and can be retried
@@ -210,16 +224,17 @@ class PolicyBot:
         timings["retrieve"] = _ms(t)
 
         relevance = judge(passages, calibration.threshold)
-        usage = (None, None)
+        usage, fallback = (None, None), None
         if not relevance.relevant:
             answer = self._refusal(turn)
         else:
-            answer, usage = self._generate(turn, passages, close_call=relevance.close_call, on_text=on_text)
+            answer, usage, fallback = self._generate(turn, passages, close_call=relevance.close_call,
+                                                     on_text=on_text)
         timings["total"] = _ms(turn.started)
         answer = replace(answer, timings_ms=timings, rewritten_question=turn.rewritten)
         if answer.kind in ("llm", "extractive", "refusal"):  # never cache a fallback: the LLM may be back next time
             self.cache.put(turn.cache_key, answer.to_cache())
-        return self._record(answer, turn, passages, usage)
+        return self._record(answer, turn, passages, usage, fallback)
 
     def _refusal(self, turn: Turn) -> Answer:
         text = ("I couldn't find that in our policies, so I don't want to guess. "
@@ -228,24 +243,38 @@ class PolicyBot:
                       model=turn.model, kind="refusal", notice=turn.notice, question=turn.standalone)
 
     def _generate(self, turn: Turn, passages: list[Passage], close_call: bool = False,
-                  on_text: TextSink | None = None) -> tuple[Answer, tuple[int | None, int | None]]:
+                  on_text: TextSink | None = None) -> tuple[Answer, tuple[int | None, int | None], Fallback | None]:
+        """The model's answer (streamed to `on_text` as it is written when given), or the extractive one with the
+        Fallback saying which model failed and why."""
         question, model, timings = turn.standalone, turn.model, turn.timings
-        kind, usage = "extractive", (None, None)
-        if self.llm is not None:
+        usage, fallback = (None, None), None
+        if self.llm is not None and not self.breaker.allow(model):
+            fallback = Fallback(model, "breaker_open")
+        elif self.llm is not None:
             t = time.perf_counter()
-            generation, error = None, None
             try:
                 messages = self.prompt_messages(question, passages)
                 stream = getattr(self.llm, "stream", None) if on_text is not None else None
                 generation = (stream(messages, model, on_text) if stream is not None
                               else self.llm.complete(messages, model))
             except LLMError as err:
-                error = err
-            timings["llm"] = _ms(t)
-            answer, usage = self._after_generation(turn, passages, generation, error)
-            if answer is not None:
-                return answer, usage
-            kind = "fallback"
+                timings["llm"] = _ms(t)
+                metrics.llm_failures.inc()
+                log.warning("LLM failed (%s), answering extractively: %s", err.reason, err)
+                fallback = Fallback(model, err.reason)
+                if err.reason != "busy":  # our own queue being full says nothing about the model
+                    self.breaker.failure(model)
+            else:
+                timings["llm"] = _ms(t)
+                usage = (generation.prompt_tokens, generation.completion_tokens)
+                answer, fallback = self._use_reply(turn, generation.text, generation.finish_reason, passages)
+                if answer is not None:
+                    self.breaker.success(model)
+                    return answer, usage, None
+                log.warning("LLM reply not used (%s); using the extractive answer", fallback.reason)
+                self.breaker.failure(model)
+        if fallback is not None:
+            fallbacks.observe(fallback)
         t = time.perf_counter()
         # The message as written says what was asked of the merged question: its words lead the extract.
         focus = turn.question if turn.rewritten is not None else None
@@ -255,27 +284,24 @@ class PolicyBot:
                               documents=[p.document_id for p in passages], sections=[p.section for p in passages])
         timings["extract"] = _ms(t)
         if not text:
-            return self._refusal(turn), usage
+            return self._refusal(turn), usage, fallback
         cited = renumber(text, len(passages))
-        used_model = EXTRACTIVE_MODEL if kind == "extractive" else f"{EXTRACTIVE_MODEL} (fallback)"
-        return self._with_sources(turn, cited.text, cited.order, passages, used_model, kind), usage
+        kind = "extractive" if fallback is None else "fallback"
+        used_model = EXTRACTIVE_MODEL if fallback is None else f"{EXTRACTIVE_MODEL} (fallback)"
+        return self._with_sources(turn, cited.text, cited.order, passages, used_model, kind), usage, fallback
 
-    def _after_generation(self, turn: Turn, passages: list[Passage], generation: Generation | None,
-                          error: LLMError | None) -> tuple[Answer | None, tuple[int | None, int | None]]:
-        """The one place an LLM reply, streamed or not, becomes an answer: its citations checked on the full
-        text. None means "answer extractively instead" (the LLM failed, or cited nothing valid)."""
-        if generation is None:
-            metrics.llm_failures.inc()
-            log.warning("LLM failed, answering extractively: %s", error)
-            return None, (None, None)
-        cited = renumber(generation.text, len(passages))
-        usage = (generation.prompt_tokens, generation.completion_tokens)
-        if cited.order:
-            return self._with_sources(turn, cited.text, cited.order, passages, turn.model, "llm"), usage
-        if _is_refusal(generation.text):
-            return replace(self._refusal(turn), text=cited.text), usage
-        log.warning("LLM answer had no valid citation; using the extractive answer")
-        return None, usage
+    def _use_reply(self, turn: Turn, text: str, finish_reason: str | None, passages: list[Passage]
+                   ) -> tuple[Answer | None, Fallback | None]:
+        """The post-generation check: an answer from the reply (cited, or a refusal), or why it cannot be used."""
+        problem = fallbacks.reply_problem(text, finish_reason)
+        if problem is None:
+            cited = renumber(text, len(passages))
+            if cited.order:
+                return self._with_sources(turn, cited.text, cited.order, passages, turn.model, "llm"), None
+            if _is_refusal(text):
+                return replace(self._refusal(turn), text=cited.text), None
+            problem = "no_citation"
+        return None, Fallback(turn.model, problem, text)
 
     def _with_sources(self, turn: Turn, text: str, order: list[int], passages: list[Passage], model: str,
                       kind: str) -> Answer:
@@ -289,7 +315,7 @@ class PolicyBot:
         return build_messages(question, sources, self.brand_voice, self.settings.hr_contact)
 
     def _record(self, answer: Answer, turn: Turn, passages: Sequence[Passage] = (),
-                usage: tuple[int | None, int | None] = (None, None)) -> Answer:
+                usage: tuple[int | None, int | None] = (None, None), fallback: Fallback | None = None) -> Answer:
         t = time.perf_counter()
         row = dict(
                 id=answer.interaction_id, platform=turn.platform, user_id=turn.user_id,
@@ -298,6 +324,7 @@ class PolicyBot:
                 answer=answer.text, citations=[s.__dict__ for s in answer.sources], grounded=answer.grounded,
                 cached=answer.cached, kind=answer.kind, corpus_version=turn.corpus_version, timings=answer.timings_ms,
                 prompt_tokens=usage[0], completion_tokens=usage[1],
+                **(fallback.columns() if fallback is not None else fallbacks.NO_FALLBACK),
             )
         if not interactions.record_with_retry(self.runtime.engine, row):
             # The user still gets the answer, but without 👍/👎: a vote would have no turn to attach to.

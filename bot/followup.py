@@ -50,18 +50,63 @@ def heuristic_rewrite(previous_question: str, follow_up: str) -> str:
     return f"{previous_question.rstrip()} {follow_up.strip()}"
 
 
-def rewrite(history: list[tuple[str, str]], follow_up: str, client=None, model: str | None = None) -> str:
-    """history: (standalone question, answer) pairs, oldest first. Returns the standalone question."""
+# How a standalone question opens when it does not end with "?" ("Tell me ...", "Explain ..." are not questions
+# a rewrite should produce: the instruction asks for "the question only").
+_ASKS = re.compile(r"^(what|how|when|where|who|whom|whose|which|why|can|could|do|does|did|is|are|was|were|will|would|"
+                   r"should|shall|may|might|must|have|has|am)\b", re.I)
+_SHINGLE = 5  # words
+MAX_REWRITE_CHARS = 600
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def is_question(text: str) -> bool:
+    text = text.strip()
+    return bool(text) and "\n" not in text and (text.endswith("?") or bool(_ASKS.match(text)))
+
+
+def copies(text: str, answer: str) -> bool:
+    """Whether `text` is (mostly) a copy of `answer`: half of its 5-word runs, or all of a shorter text, occur in it."""
+    words, source = _words(text), _words(answer)
+    if not words or not source:
+        return False
+    if len(words) < _SHINGLE:
+        return " ".join(words) in " ".join(source) and len(words) >= 3
+    runs = {tuple(words[i:i + _SHINGLE]) for i in range(len(words) - _SHINGLE + 1)}
+    have = {tuple(source[i:i + _SHINGLE]) for i in range(len(source) - _SHINGLE + 1)}
+    return len(runs & have) * 2 >= len(runs)
+
+
+def acceptable(text: str, history: list[tuple[str, str]]) -> str | None:
+    """Why a model's rewrite is discarded (None: it is used)."""
+    if not text or len(text) >= MAX_REWRITE_CHARS:
+        return "empty or too long"
+    if not is_question(text):
+        return "not a question"
+    if any(copies(text, answer) for _, answer in history):
+        return "repeats an earlier answer"
+    return None
+
+
+def rewrite(history: list[tuple[str, str]], follow_up: str, llm=None, model: str | None = None) -> str:
+    """history: (standalone question, answer) pairs, oldest first. Returns the standalone question.
+
+    llm: the core's LLM (an LLMProtocol) and `model` the one that will answer (the active model after a promotion).
+    Its rewrite is used only when it is one question that does not repeat an earlier answer; otherwise, or
+    without an LLM, the heuristic merge is."""
     if not history or not looks_like_follow_up(follow_up):
         return follow_up
-    if client is not None and model:
+    recent = history[-3:]
+    if llm is not None and model:
         try:
-            response = client.chat.completions.create(
-                model=model, messages=rewrite_messages(history[-3:], follow_up), temperature=0, max_tokens=120
-            )
-            text = (response.choices[0].message.content or "").strip().strip('"')
-            if text and len(text) < 600:
+            generation = llm.complete(rewrite_messages(recent, follow_up), model, max_tokens=120)
+            text = generation.text.strip().strip('"').strip()
+            problem = acceptable(text, recent)
+            if problem is None:
                 return text
+            log.warning("follow-up rewrite discarded (%s), using the heuristic", problem)
         except Exception as err:  # a failed rewrite must not fail the answer
             log.warning("follow-up rewrite failed, using the heuristic: %s", type(err).__name__)
     return heuristic_rewrite(history[-1][0], follow_up)

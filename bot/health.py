@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from bot.breaker import Breaker
 from bot.runtime import Runtime
 
 LLM_CHECK_EVERY_S = 15.0  # the endpoint is asked at most this often, however often /healthz is polled
@@ -23,6 +24,7 @@ class HealthChecker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._llm: tuple[float, PartStatus] | None = None
+        self.breaker = Breaker.from_settings(runtime.redis, runtime.settings)
 
     def check(self) -> dict[str, PartStatus]:
         return {"postgres": self._postgres(), "redis": self._redis(), "llm": self._llm_status()}
@@ -45,6 +47,9 @@ class HealthChecker:
     def _llm_status(self) -> PartStatus:
         if self.runtime.openai is None:
             return PartStatus(True, False, "not configured: extractive answers")
+        opened = self._open_breakers()
+        if opened:  # the endpoint may answer /models fine while the model's replies are unusable
+            return PartStatus(False, False, "; ".join(state.describe() for state in opened))
         now = time.monotonic()
         if self._llm and now - self._llm[0] < LLM_CHECK_EVERY_S:
             return self._llm[1]
@@ -55,6 +60,13 @@ class HealthChecker:
             status = PartStatus(False, False, f"{type(err).__name__}: extractive fallback")
         self._llm = (now, status)
         return status
+
+
+    def _open_breakers(self):
+        try:
+            return self.breaker.open_states() if self.breaker.enabled else []
+        except Exception:  # Redis down: its own part says so; the breaker is closed without it
+            return []
 
 
 def summary(parts: dict[str, PartStatus]) -> tuple[bool, dict]:

@@ -26,6 +26,12 @@ retrieval_seconds = Histogram("policybot_retrieval_seconds", "Hybrid retrieval l
 llm_seconds = Histogram("policybot_llm_seconds", "LLM call latency", buckets=_LATENCY, registry=REGISTRY)
 llm_tokens = Counter("policybot_llm_tokens", "LLM tokens", ["type"], registry=REGISTRY)
 llm_failures = Counter("policybot_llm_failures", "LLM calls that failed (extractive fallback used)", registry=REGISTRY)
+llm_fallbacks = Counter("policybot_llm_fallbacks", "Extractive fallbacks by reason (no_citation, timeout, "
+                        "breaker_open, ...)", ["reason"], registry=REGISTRY)
+breaker_open = Gauge("policybot_llm_breaker_open", "1 while the model's circuit breaker is open (extractive answers)",
+                     ["model"], registry=REGISTRY, multiprocess_mode="mostrecent")
+breaker_transitions = Counter("policybot_llm_breaker_transitions", "Circuit breaker openings and closings",
+                              ["state"], registry=REGISTRY)
 feedback = Counter("policybot_feedback", "Feedback votes recorded", ["rating", "platform"], registry=REGISTRY)
 ingestions = Counter("policybot_ingestions", "Document uploads by result", ["status"], registry=REGISTRY)
 rate_limited = Counter("policybot_rate_limited", "Questions refused by the per-user rate limit", registry=REGISTRY)

@@ -4,12 +4,12 @@ every recorded interaction carry it."""
 
 from __future__ import annotations
 
-import html
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-PROMPT_VERSION = "answer-v1"
+PROMPT_VERSION = "answer-v2"  # v2: text as text (no HTML entities); delimiter tags neutralized in data
 
 RULES = """You answer employees' questions about the company's HR and policy documents.
 
@@ -47,9 +47,25 @@ def system_message(brand_voice: str, hr_contact: str) -> str:
     return RULES.format(hr_contact=hr_contact) + "\n\n" + brand_voice.strip()
 
 
-def _escape(value: str) -> str:
-    # A planted "</sources>" must not close the data block early.
-    return html.escape(value, quote=True)
+# The prompt's own delimiter tags. In data (sources, titles, questions, history) they are neutralized: their angle
+# brackets become ‹ › (U+2039/U+203A), so a planted "</question>" cannot close a block, while every other character,
+# apostrophes and ampersands included, reaches the model as written (HTML entities were copied into replies).
+DELIMITERS = ("sources", "source", "question", "conversation", "last_message")
+_TAG = re.compile(r"<\s*/?\s*(?:" + "|".join(DELIMITERS) + r")\b[^<>]*>?", re.I)
+
+
+def _neutralize(match: re.Match) -> str:
+    return match.group(0).replace("<", "\u2039").replace(">", "\u203a")
+
+
+def _data(value: str) -> str:
+    """Text as text, except that it can never open or close one of the prompt's blocks."""
+    return _TAG.sub(_neutralize, value)
+
+
+def _attribute(value: str) -> str:
+    # Inside title="...": a double quote would end the attribute, so it becomes a single one.
+    return _data(value).replace('"', "'").replace("\n", " ")
 
 
 def user_message(question: str, sources: list[PromptSource]) -> str:
@@ -57,10 +73,10 @@ def user_message(question: str, sources: list[PromptSource]) -> str:
     for number, source in enumerate(sources, 1):
         where = source.title + (f" › {source.section}" if source.section else "")
         page = f' page="{source.page}"' if source.page else ""
-        blocks.append(f'<source id="{number}" title="{_escape(where)}"{page}>\n{_escape(source.text)}\n</source>')
+        blocks.append(f'<source id="{number}" title="{_attribute(where)}"{page}>\n{_data(source.text)}\n</source>')
     return (
         "<sources>\n" + "\n".join(blocks) + "\n</sources>\n\n"
-        f"<question>\n{_escape(question)}\n</question>\n\n"
+        f"<question>\n{_data(question)}\n</question>\n\n"
         "Answer the question from the sources, citing them as [n]."
     )
 
@@ -85,6 +101,6 @@ def rewrite_messages(history: list[tuple[str, str]], follow_up: str) -> list[dic
     turns = "\n".join(f"Employee: {q}\nAssistant: {a[:500]}" for q, a in history)
     return [
         {"role": "system", "content": REWRITE_SYSTEM},
-        {"role": "user", "content": f"<conversation>\n{_escape(turns)}\n</conversation>\n"
-                                    f"<last_message>\n{_escape(follow_up)}\n</last_message>"},
+        {"role": "user", "content": f"<conversation>\n{_data(turns)}\n</conversation>\n"
+                                    f"<last_message>\n{_data(follow_up)}\n</last_message>"},
     ]

@@ -35,6 +35,10 @@ class Interaction(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     # The platform's id of the message that carried the answer (Teams activity id, Slack ts).
     message_ref: Mapped[str | None] = mapped_column(Text, index=True)
+    # A fallback (kind "fallback"): the model that was asked, why its reply was not used, and the reply (bounded).
+    fallback_model: Mapped[str | None] = mapped_column(Text)
+    fallback_reason: Mapped[str | None] = mapped_column(String(32))
+    fallback_reply: Mapped[str | None] = mapped_column(Text)
 
 
 class Feedback(Base):

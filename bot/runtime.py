@@ -29,8 +29,9 @@ class Runtime:
 
     @cached_property
     def openai(self):
-        """The OpenAI-compatible client, or None when no endpoint is configured (extractive answers)."""
-        return make_openai_client(self.settings) if self.settings.llm_enabled else None
+        """The chat client, or None when no endpoint is configured (extractive answers). Built without retries:
+        the openai client retries timeouts and dropped connections too, so bot.llm retries 429/5xx itself."""
+        return make_openai_client(self.settings, max_retries=0) if self.settings.llm_enabled else None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -179,9 +179,10 @@ def test_llm_rate_limit_is_retried(llm_policybot, fake_openai, tmp_path):
 
 def test_llm_timeout_and_uncited_answer_fall_back(llm_policybot, fake_openai, tmp_path):
     _load(llm_policybot.runtime, tmp_path, ("leave.md", LEAVE))
-    fake_openai.queue(Scripted(delay_s=2.5), Scripted(delay_s=2.5))
+    fake_openai.queue(Scripted(delay_s=2.5))
     slow = llm_policybot.answer("How many vacation days do I get?", "U1")
     assert slow.kind == "fallback" and slow.grounded
+    assert len(fake_openai.chat_requests()) == 1  # a timeout is not retried: only 429 and 5xx are
     fake_openai.queue(Scripted(content="You get plenty of days, trust me."))
     uncited = llm_policybot.answer("How many days of vacation are there?", "U1")
     assert uncited.kind == "fallback" and "[1]" in uncited.text

@@ -216,7 +216,8 @@ def test_export_and_validate_through_the_cli(recorded, runtime, settings, monkey
     # too little feedback: a clear message, exit code 1
     assert main(["finetune", "export", "--kind", "dpo", "--out", str(tmp_path / "dpo")]) == 1
     err = capsys.readouterr().err
-    assert "Not enough feedback for a dpo dataset: 1 usable example, at least 10 needed" in err
+    assert ("Not enough feedback for a dpo dataset: 1 usable example, 1 of them in the training split; "
+            "at least 10 training examples needed") in err
     assert "--min-examples" in err
 
 
@@ -224,7 +225,7 @@ def test_too_small_dataset_message(recorded, runtime):
     with pytest.raises(DatasetTooSmall) as err:
         _build(runtime, "sft", min_examples=10)
     message = str(err.value)
-    assert "3 usable examples, at least 10 needed" in message
+    assert "3 usable examples, " in message and "at least 10 training examples needed" in message
     assert "1 removed document" in message and "1 changed document" in message
 
 
@@ -303,3 +304,51 @@ def test_written_dataset_matches_format(tmp_path):
     path = tmp_path / "x.jsonl"
     formats.write_jsonl(path, [formats.sft_record(messages, "A [1].")] * 2)
     assert validate_file(path).ok
+
+
+def test_a_correction_its_sources_do_not_support_is_left_out_unless_confirmed(recorded, policybot, runtime, settings,
+                                                                              monkeypatch, capsys, tmp_path):
+    meals = recorded["meals"].interaction_id
+    # [1] is the meals passage; 30 days of vacation is not in it (the passage that says it was not retrieved)
+    policybot.feedback(meals, "ADMIN2", "slack", -1, correction="You get 30 days of paid vacation a year [1].")
+    dataset = _build(runtime, "sft")
+    report = dataset.report
+    assert report["origins"] == {"thumbs_up": 2, "correction": 1}  # the admin's supported correction stays
+    assert report["dropped"]["unsupported_correction"] == 1
+    assert report["flagged_corrections"] == [{"interaction_id": meals, "accepted": False,
+                                              "unsupported": ["You get 30 days of paid vacation a year [1]."]}]
+    assert not any("30 days" in _assistant(e.record) for e in dataset.examples)
+
+    confirmed = _build(runtime, "sft", accepted_corrections={meals[:8]})
+    assert confirmed.report["origins"]["correction"] == 2 and confirmed.report["flagged_corrections"][0]["accepted"]
+    assert any("30 days" in _assistant(e.record) for e in confirmed.examples)
+
+    for name, value in (("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url),
+                        ("POLICYBOT_HOME", str(settings.home))):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["finetune", "export", "--kind", "sft", "--out", str(tmp_path / "out"), "--min-examples", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"flagged correction on {meals[:8]} (left out)" in err and "--accept-correction" in err
+    assert main(["finetune", "export", "--kind", "sft", "--out", str(tmp_path / "out2"), "--min-examples", "1",
+                 "--accept-correction", meals]) == 0
+    assert "accepted by --accept-correction" in capsys.readouterr().err
+
+
+def test_the_minimum_counts_the_training_split(recorded, runtime):
+    dataset = _build(runtime, "sft", validation_share=0.5)
+    train = dataset.report["train"]
+    assert dataset.report["validation"] >= 1 and train < dataset.report["examples"]
+    with pytest.raises(DatasetTooSmall, match=f"{train} of them in the training split; at least {train + 1} training"):
+        _build(runtime, "sft", validation_share=0.5, min_examples=train + 1)
+    assert _build(runtime, "sft", validation_share=0.5, min_examples=train).report["train"] == train
+
+
+def test_unsupported_claims_checks_figures_and_words():
+    from bot.finetune.markers import unsupported_claims
+
+    sources = {1: "Client meals are reimbursed up to 60 EUR per person.", 2: "Tell your manager before 10:00."}
+    assert unsupported_claims("Meals with clients are reimbursed up to 60 EUR a person [1].", sources) == []
+    assert unsupported_claims("Up to 80 EUR per person [1].", sources) == ["Up to 80 EUR per person [1]."]
+    assert unsupported_claims("Tell your manager before 10:00 [3].", sources) == ["Tell your manager before 10:00 [3]."]
+    assert unsupported_claims("Call your manager first [2]. No marker here.", sources) == []

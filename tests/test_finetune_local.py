@@ -118,6 +118,11 @@ def test_sft_lora_through_the_cli(runtime, settings, tiny_model, monkeypatch, tm
     assert f"--lora-modules {job['model_id']}={out.resolve() / 'adapter'}" in serving
     assert "--enable-lora" in details["serving"]["lora_command"]
     assert details["serving"]["merged_command"].endswith(f"--served-model-name {job['model_id']}")
+    assert f"--alias {job['model_id']}" in serving and "transformers serve" in serving
+    options = details["options"]  # sized for this (CPU) machine, the given options kept
+    assert options["gradient_checkpointing"] and options["precision"] == "fp32"
+    assert (options["lora_r"], options["max_length"], options["batch_size"]) == (4, 1024, 2)
+    assert options["gradient_accumulation"] == 8
     assert registry.get(runtime.sessions, job["model_id"]).status == "candidate"
 
     adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
@@ -128,9 +133,18 @@ def test_sft_lora_through_the_cli(runtime, settings, tiny_model, monkeypatch, tm
 
 def test_dpo_lora(runtime, tiny_model, tmp_path):
     backend = LocalBackend(runtime.sessions, tmp_path / "work")
-    job = backend.start(_dataset(tmp_path / "dpo", "dpo"), "dpo", str(tiny_model), "pref", max_steps=2,
-                        batch_size=2, lora_r=4, lora_alpha=8, max_length=1024, beta=0.1)
+    job = backend.start(_dataset(tmp_path / "dpo", "dpo"), "dpo", str(tiny_model), "pref", max_steps=1,
+                        gradient_accumulation=2, lora_r=4, lora_alpha=8, beta=0.1)
     assert job.status == "candidate", job.details.get("error")
+    # the max length comes from the data: the longest row with its longer answer, rounded up to 64
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    longest = max(len(tokenizer.apply_chat_template(_prompt(q, p) + [{"role": "assistant", "content": a}],
+                                                    tokenize=True, return_dict=True)["input_ids"])
+                  for q, p, a in FACTS[:5])
+    options = job.details["options"]
+    assert options["max_length"] == -(-longest // 64) * 64 and options["batch_size"] == 1
     metrics = job.details["training_metrics"]
     assert "train_loss" in metrics and "eval_rewards/margins" in metrics
     adapter = job.details["adapter_dir"]
@@ -144,6 +158,8 @@ def test_local_failures_are_clear(runtime, tiny_model, tmp_path):
     backend = LocalBackend(runtime.sessions, tmp_path / "work")
     with pytest.raises(LocalTrainingError, match="not a local folder"):
         backend.start(_dataset(tmp_path / "a", "sft"), "sft", "Qwen/Qwen2.5-0.5B-Instruct", None)
+    with pytest.raises(LocalTrainingError, match="--served-name path needs --merge"):
+        backend.start(tmp_path / "a", "sft", str(tiny_model), None, served_name="path")
     with pytest.raises(LocalTrainingError, match="holds a sft dataset, not dpo"):
         backend.start(tmp_path / "a", "dpo", str(tiny_model), None)
     # a failure inside training is recorded on the job, with the error
@@ -151,3 +167,97 @@ def test_local_failures_are_clear(runtime, tiny_model, tmp_path):
     (broken / formats.TRAIN_FILE).write_text("")
     job = backend.start(broken, "sft", str(tiny_model), None)
     assert job.status == "failed" and "has no examples" in job.details["error"]["message"]
+
+
+def test_options_are_sized_for_the_hardware():
+    from bot.finetune.backends.local_backend import LocalOptions, resolve_options
+
+    gpu = resolve_options(LocalOptions(), cuda=True, bf16_supported=True, longest=700, model_limit=2048)
+    assert (gpu.precision, gpu.lora_r, gpu.batch_size, gpu.max_length) == ("bf16", 16, 4, 704)
+    old_gpu = resolve_options(LocalOptions(lora_r=32), cuda=True, bf16_supported=False, longest=5000, model_limit=2048)
+    assert (old_gpu.precision, old_gpu.lora_r, old_gpu.max_length) == ("fp16", 32, 2048)
+    cpu = resolve_options(LocalOptions(max_length=512), cuda=False, bf16_supported=False, longest=900, model_limit=None)
+    assert (cpu.precision, cpu.lora_r, cpu.batch_size, cpu.gradient_accumulation, cpu.max_length) == (
+        "fp32", 8, 1, 8, 512)
+
+
+def test_serving_by_path(tmp_path):
+    from bot.finetune.backends.local_backend import LocalOptions, write_serving_instructions
+
+    merged = str(tmp_path / "merged")
+    result = {"adapter_dir": str(tmp_path / "adapter"), "merged_dir": merged}
+    serving = write_serving_instructions(tmp_path, merged, "/models/base", result, "sft", LocalOptions(lora_r=8))
+    text = (tmp_path / "SERVING.md").read_text()
+    assert serving["served_name"] == merged and "registered under that path" in text
+    named = write_serving_instructions(tmp_path, "brand-1", "/models/base", result, "sft", LocalOptions(lora_r=8))
+    text = (tmp_path / "SERVING.md").read_text()
+    assert "--served-name path" in text and named["llama_cpp_command"].endswith("--alias brand-1 --port 8000")
+
+
+HANDBOOK = "# Handbook\n\n" + "\n\n".join(f"## Policy {i}\n{passage}" for i, (_, passage, _) in enumerate(FACTS, 1)) + "\n"
+
+
+def _served_by(model_dir, served_name):
+    """A chat handler for the local OpenAI-compatible server: `served_name` is generated by the real model in
+    `model_dir` (greedy, up to the request's max_tokens, finish_reason "length" when cut off), like a server that
+    loads it; any other model name answers like the default fake (a capable base model that cites)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.fakes.openai_server import _chat, _completion
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+
+    def handler(fake, http, raw):
+        body = json.loads(raw)
+        if body["model"] != served_name:
+            return _chat(fake, http, raw)
+        inputs = tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)
+        limit = int(body.get("max_tokens") or 16)
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=limit, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        new = output[0][inputs["input_ids"].shape[1]:]
+        finished = len(new) < limit or (len(new) and int(new[-1]) == tokenizer.eos_token_id)
+        return 200, _completion(body, tokenizer.decode(new, skip_special_tokens=True), "stop" if finished else "length")
+
+    return handler
+
+
+def test_the_loop_on_a_real_tiny_model_the_gate_refuses_what_never_cites(runtime, settings, embedder, tiny_model,
+                                                                        fake_openai, tmp_path):
+    """finetune start (merged) → served → eval answers → model promote: the real model's replies are measured,
+    not the extractive answers standing in for them, and the gate refuses a model that never cites."""
+    from bot.finetune.evaluation import evaluate_model, promote, resolve_model
+    from bot.runtime import build_runtime
+    from knowledge.evaluation import load_questions
+    from knowledge.ingest import ingest_file
+
+    job = LocalBackend(runtime.sessions, tmp_path / "work").start(
+        _dataset(tmp_path / "sft", "sft"), "sft", str(tiny_model), "brand", max_steps=1, lora_r=4, lora_alpha=8,
+        merge=True)
+    assert job.status == "candidate", job.details.get("error")
+    fake_openai.routes[("POST", "/chat/completions")] = _served_by(job.details["merged_dir"], job.model_id)
+    llm = build_runtime(settings.model_copy(update={
+        "openai_api_key": "x", "openai_base_url": fake_openai.base_url, "chat_model": "base-model",
+        "llm_max_tokens": 16, "llm_max_retries": 0, "llm_timeout_s": 20}))
+    llm.embedder = embedder
+    try:
+        (tmp_path / "handbook.md").write_text(HANDBOOK)
+        ingest_file(llm.sessions, embedder, tmp_path / "handbook.md")
+        questions = tmp_path / "questions.jsonl"
+        questions.write_text("\n".join(json.dumps({"question": q, "document": "handbook.md"}) for q, _, _ in FACTS[:3]))
+        base = evaluate_model(llm, resolve_model(llm, "base"), load_questions(questions))
+        assert base.model == "base-model" and base.metrics["grounded_rate"] == 1.0
+
+        outcome = promote(llm, str(job.id), questions_path=questions)
+        metrics = registry.get(llm.sessions, job.id).metrics
+        served = [r for r in fake_openai.chat_requests() if r["model"] == job.model_id]
+        assert len(served) == 3 and all(r["max_tokens"] == 16 for r in served)  # the real model answered each
+        assert metrics["model"] == job.model_id and metrics["model_replies"] == 3
+        assert metrics["grounded_rate"] == 0.0 and metrics["fallbacks"] == 3 and metrics["citation_validity"] is None
+        assert set(metrics["fallback_reasons"]) <= {"truncated", "no_citation", "repetition", "empty"}
+        assert not outcome.promoted and "grounded_rate dropped from 1.000 to 0.000" in outcome.message
+        assert registry.active(llm.sessions) is None
+    finally:
+        llm.close()

@@ -35,7 +35,7 @@ QUESTIONS = [
 ]
 
 GOOD = {"citation_validity": 1.0, "grounded_rate": 1.0, "correct_refusal_rate": 1.0, "answer_key_hit_rate": 1.0,
-        "document_hit_rate": 1.0, "question_set": "qs1"}
+        "document_hit_rate": 1.0, "fallbacks": 0, "errors": 0, "question_set": "qs1"}
 
 
 def _load(runtime, tmp_path):
@@ -96,10 +96,13 @@ def test_eval_answers_metrics(llm_policybot, fake_openai, tmp_path):
     b = bad.metrics
     assert b["citation_validity"] == 0.0 and b["grounded_rate"] == 0.0 and b["fallbacks"] == 2
     assert b["correct_refusal_rate"] == 1.0 and b["question_set"] == m["question_set"]
-    assert {r.model for r in bad.results if r.answerable} == {"extractive (fallback)"}
+    assert bad.model == "ft:bad" and {r.model for r in bad.results} == {"ft:bad"}
+    assert {r.answered_by for r in bad.results if r.answerable} == {"extractive (fallback)"}
+    assert b["fallback_reasons"] == {"no_citation": 2} and b["replies_with_markers"] == 2
     assert [r["model"] for r in fake_openai.chat_requests()][-1] == "ft:bad"
     drops = compare(b, m)
-    assert {d.metric for d in drops} == {"citation_validity", "grounded_rate"}
+    assert {d.metric for d in drops} == {"citation_validity", "grounded_rate", "fallbacks", "answer_key_hit_rate",
+                                         "document_hit_rate"}
 
 
 def _interactions(runtime):
@@ -132,7 +135,8 @@ def test_gate_refuses_a_worse_candidate_and_force_promotes(llm_policybot, fake_o
 
     # the same through --questions (evaluates both now), then --force
     outcome = promote(runtime, "ft:bad", questions_path=_questions(tmp_path))
-    assert not outcome.promoted and {d.metric for d in outcome.drops} == {"citation_validity", "grounded_rate"}
+    assert not outcome.promoted and {d.metric for d in outcome.drops} == {
+        "citation_validity", "grounded_rate", "fallbacks", "answer_key_hit_rate", "document_hit_rate"}
     assert main(["model", "promote", "ft:bad", "--force"]) == 0
     out = capsys.readouterr().out
     assert "Promoted #" in out and "Forced past the gate" in out

@@ -75,7 +75,11 @@ def test_uncited_streamed_answer_is_replaced_by_the_extractive_one_everywhere(ll
     assert answer.kind == "fallback" and "25 days" in answer.text and "trust me" not in answer.text
     assert replaces("".join(deltas), answer.text)  # ... is replaced
     # The records and the cache see the final text only (a fallback is not cached at all).
-    assert row(llm_policybot.runtime, answer.interaction_id).answer == answer.text
+    stored = row(llm_policybot.runtime, answer.interaction_id)
+    assert stored.answer == answer.text
+    # The streamed reply is checked like a complete one: the fallback names the model, the reason and its reply.
+    assert (stored.fallback_model, stored.fallback_reason) == (llm_policybot.settings.chat_model, "no_citation")
+    assert stored.fallback_reply == UNCITED
     assert not llm_policybot.answer("How many vacation days do I get?", "U1", "slack", "C1:2").cached
 
 

@@ -22,7 +22,11 @@ def register(commands) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--distractors", type=int, default=0, metavar="N",
                    help="add N retrieved passages the answer did not use to each prompt (retrieval-augmented fine-tuning)")
-    p.add_argument("--min-examples", type=int, default=None, metavar="N", help="refuse a smaller dataset (default 10)")
+    p.add_argument("--min-examples", type=int, default=None, metavar="N",
+                   help="refuse a dataset with fewer training examples (default 10, the hosted minimum)")
+    p.add_argument("--accept-correction", action="append", default=[], metavar="INTERACTION_ID",
+                   help="an admin confirms a flagged correction (its markers cite passages that do not support it); "
+                        "repeatable; the id or its first 8 characters")
     p.add_argument("--validation-share", type=float, default=None, metavar="F", help="default 0.1")
     p.add_argument("--corrections-from", choices=("auto", "admins", "anyone"), default="auto",
                    help="whose corrections to use (auto: the admins when POLICYBOT_ADMINS is set, else anyone)")
@@ -52,10 +56,13 @@ def register(commands) -> None:
     p.add_argument("--merge", action="store_true", help="local: also save the model with the adapter merged in")
     p.add_argument("--max-steps", type=int, help="local: stop after N optimizer steps")
     p.add_argument("--learning-rate", type=float, help="local")
-    p.add_argument("--lora-r", type=int, help="local: LoRA rank (default 16)")
-    p.add_argument("--lora-alpha", type=int, help="local (default 32)")
-    p.add_argument("--max-length", type=int, help="local: tokens per example (default 4096)")
-    p.add_argument("--served-name", help="local: the model name the server will serve the adapter under")
+    p.add_argument("--lora-r", type=int, help="local: LoRA rank (default 16 on a GPU, 8 on a CPU)")
+    p.add_argument("--lora-alpha", type=int, help="local (default 2 x rank)")
+    p.add_argument("--gradient-accumulation", type=int, help="local (default 4 on a GPU, 8 on a CPU)")
+    p.add_argument("--max-length", type=int,
+                   help="local: tokens per example (default: the longest example in the data, rounded up to 64)")
+    p.add_argument("--served-name", help="local: the model name the server will serve the adapter under; 'path' "
+                   "(with --merge): the merged folder's path, for servers that load by path (transformers serve)")
     p.add_argument("--json", action="store_true")
 
     p = commands.add("status", status, "poll a job; a finished one becomes a candidate model", group="finetune")
@@ -128,7 +135,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
             embedder=runtime.embedder, distractors=max(0, args.distractors),
             min_examples=DEFAULT_MIN_EXAMPLES if args.min_examples is None else args.min_examples,
             validation_share=DEFAULT_VALIDATION_SHARE if args.validation_share is None else args.validation_share,
-            correction_authors=authors,
+            correction_authors=authors, accepted_corrections=set(args.accept_correction),
         )
     except DatasetTooSmall as err:
         raise UserFacingError(str(err)) from err
@@ -142,6 +149,12 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
           f"({', '.join(f'{n} {o}' for o, n in sorted(manifest['origins'].items()))})")
     print(f"dropped: {dropped}; scrubbed: {scrubbed}")
     print(f"dataset {manifest['dataset_hash'][:12]}, prompt {manifest['prompt_version']}")
+    for flag in manifest["flagged_corrections"]:
+        state = "accepted by --accept-correction" if flag["accepted"] else "left out"
+        print(f"flagged correction on {flag['interaction_id'][:8]} ({state}): the cited passages do not support "
+              + "; ".join(f"“{claim}”" for claim in flag["unsupported"]), file=sys.stderr)
+    if any(not flag["accepted"] for flag in manifest["flagged_corrections"]):
+        print("check them; to include one anyway: policybot finetune export ... --accept-correction ID", file=sys.stderr)
     if manifest["targets_without_citation"]:
         print(f"note: {manifest['targets_without_citation']} target answer(s) cite no source", file=sys.stderr)
     return 0
@@ -201,7 +214,8 @@ def start(settings: Settings, args: argparse.Namespace) -> int:
         "learning_rate_multiplier": args.learning_rate_multiplier,
         "output_dir": str(args.output) if args.output else None, "merge": args.merge or None,
         "max_steps": args.max_steps, "learning_rate": args.learning_rate, "lora_r": args.lora_r,
-        "lora_alpha": args.lora_alpha, "max_length": args.max_length, "served_name": args.served_name,
+        "lora_alpha": args.lora_alpha, "max_length": args.max_length,
+        "gradient_accumulation": args.gradient_accumulation, "served_name": args.served_name,
     }
     if args.backend == "openai" and options["epochs"] is not None:
         options["epochs"] = int(options["epochs"])
@@ -362,9 +376,12 @@ def eval_answers(settings: Settings, args: argparse.Namespace) -> int:
 
     print(f"model {report.model}: {m['questions']} questions ({m['answerable']} answerable, "
           f"{m['unanswerable']} not answered by the documents)")
-    print(f"  citation validity    {show(m['citation_validity'])}  ({m['answers_with_markers']} answers with markers)")
+    print(f"  citation validity    {show(m['citation_validity'])}  ({m['replies_with_markers']} of the model's "
+          f"{m['model_replies']} replies had markers)")
     print(f"  grounded rate        {show(m['grounded_rate'])}  ({m['false_refusals']} wrongly refused, "
           f"{m['fallbacks']} fell back to extractive)")
+    reasons = ", ".join(f"{why} {n}" for why, n in m["fallback_reasons"].items()) or "none"
+    print(f"  fallbacks            {m['fallbacks']}  ({reasons}); errors {m['errors']}")
     print(f"  correct refusals     {show(m['correct_refusal_rate'])}")
     print(f"  answer-key hits      {show(m['answer_key_hit_rate'])}")
     print(f"  expected document    {show(m['document_hit_rate'])}")

@@ -21,6 +21,13 @@ removed or changed are left out of the prompt instead. Personal data in question
 scrubbed (see `scrub`). The train/validation split is a hash of the example, so an example stays on its side as
 the set grows.
 
+A correction is checked against the passages its [n] markers cite (`markers.unsupported_claims`: every figure,
+and a third of the content words, must be in them). One that they do not support is flagged in the manifest
+(`flagged_corrections`) and left out, unless an admin confirms it: `finetune export --accept-correction
+INTERACTION_ID` (repeatable; the id, or its first 8 characters, as the manifest and the command's output show).
+
+`min_examples` counts the training split: hosted fine-tuning refuses a training file with fewer than 10.
+
 The steps, one module each: `candidates` (the answers with feedback, read from the database), `markers` (citation
 numbers from display order to prompt order), `examples` (prompts and targets, sft and dpo), and here the filtering,
 the split and the files.
@@ -40,6 +47,7 @@ from sqlalchemy.orm import sessionmaker
 from bot.finetune import formats
 from bot.finetune.candidates import Candidate, current_documents, load_candidates
 from bot.finetune.examples import Example, ExampleBuilder, dpo_examples, sft_examples
+from bot.finetune.markers import prompt_sources, unsupported_claims
 from bot.finetune.scrub import ScrubReport
 from bot.prompt import PROMPT_VERSION
 
@@ -79,10 +87,12 @@ def build_dataset(
     min_examples: int = DEFAULT_MIN_EXAMPLES,
     validation_share: float = DEFAULT_VALIDATION_SHARE,
     correction_authors: set[str] | None = None,
+    accepted_corrections: set[str] | None = None,
 ) -> Dataset:
-    """Build an sft or dpo dataset. Raises DatasetTooSmall when fewer than `min_examples` examples remain.
+    """Build an sft or dpo dataset. Raises DatasetTooSmall when fewer than `min_examples` training examples remain.
 
-    correction_authors: whose corrections count (e.g. the admins); None accepts anyone's."""
+    correction_authors: whose corrections count (e.g. the admins); None accepts anyone's.
+    accepted_corrections: interaction ids (or 8+ character prefixes) whose flagged corrections an admin confirmed."""
     if kind not in formats.KINDS:
         raise ValueError(f"kind must be one of {formats.KINDS}, not {kind!r}")
     candidates, skipped = load_candidates(sessions, correction_authors)
@@ -93,11 +103,21 @@ def build_dataset(
     dropped: Counter = Counter(skipped) + builder.skipped
     kept: list[Example] = []
     seen: set[str] = set()
+    flagged: list[dict] = []
+    accepted = {a.strip() for a in (accepted_corrections or ()) if a.strip()}
     for example in made:
         stale = _stale(example.documents, documents)
         if stale:
             dropped[stale] += 1
             continue
+        claims = unsupported_claims(*_target_and_sources(example)) if example.origin == "correction" else []
+        if claims:
+            interaction = example.interaction_ids[0]
+            confirmed = any(interaction == a or (len(a) >= 8 and interaction.startswith(a)) for a in accepted)
+            flagged.append({"interaction_id": interaction, "unsupported": claims, "accepted": confirmed})
+            if not confirmed:
+                dropped["unsupported_correction"] += 1
+                continue
         digest = example.hash
         if digest in seen:
             dropped["duplicate"] += 1
@@ -109,8 +129,6 @@ def build_dataset(
     for example in kept:
         scrubbed.counts.update(dict(example.scrubbed))
     origins = Counter(e.origin for e in kept)
-    if len(kept) < min_examples:
-        raise DatasetTooSmall(_too_small_message(kind, len(kept), min_examples, candidates, origins, dropped))
 
     train = [e for e in kept if not _is_validation(e.hash, validation_share)]
     validation = [e for e in kept if _is_validation(e.hash, validation_share)]
@@ -123,6 +141,9 @@ def build_dataset(
         largest = max(validation, key=lambda e: e.hash)
         validation.remove(largest)
         train.append(largest)
+    if len(train) < min_examples:
+        raise DatasetTooSmall(_too_small_message(kind, len(kept), len(train), min_examples, candidates, origins,
+                                                 dropped))
     dataset_hash = hashlib.sha256(
         "\n".join(["train:" + e.hash for e in sorted(train, key=lambda e: e.hash)]
                   + ["validation:" + e.hash for e in sorted(validation, key=lambda e: e.hash)]).encode()
@@ -138,6 +159,7 @@ def build_dataset(
         "dropped": dict(dropped),
         "scrubbed": scrubbed.as_dict(),
         "targets_without_citation": sum(1 for e in kept if e.uncited_target),
+        "flagged_corrections": flagged,
         "stale_passages_removed": builder.stale_passages_removed,
         "distractors": distractors,
         "validation_share": validation_share,
@@ -157,8 +179,19 @@ def _stale(documents: frozenset[tuple[int, int]], current: dict[int, int]) -> st
     return None
 
 
-def _too_small_message(kind: str, count: int, minimum: int, candidates: list[Candidate], origins: Counter,
-                       dropped: Counter) -> str:
+def _target_and_sources(example: Example) -> tuple[str, dict[int, str]]:
+    """The example's target (a correction: the preferred output for dpo) and its prompt's passages by number."""
+    record = example.record
+    if "messages" in record:
+        messages, target = record["messages"][:-1], record["messages"][-1]["content"]
+    else:
+        messages, target = record["input"]["messages"], record["preferred_output"][0]["content"]
+    user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return target, prompt_sources(user)
+
+
+def _too_small_message(kind: str, count: int, train: int, minimum: int, candidates: list[Candidate],
+                       origins: Counter, dropped: Counter) -> str:
     ups = sum(1 for c in candidates if c.verdict > 0)
     downs = sum(1 for c in candidates if c.verdict < 0)
     corrections = sum(1 for c in candidates for v in c.votes.values() if v.rating < 0 and v.correction)
@@ -166,7 +199,7 @@ def _too_small_message(kind: str, count: int, minimum: int, candidates: list[Can
             else "👎 answers with a correction, or 👍 and 👎 answers to the same question")
     parts = [
         f"Not enough feedback for a {kind} dataset: {count} usable example{'s' if count != 1 else ''}, "
-        f"at least {minimum} needed.",
+        f"{train} of them in the training split; at least {minimum} training examples needed.",
         f"Found {len(candidates)} answers with feedback ({ups} liked, {downs} disliked, {corrections} corrections).",
     ]
     if dropped:

@@ -1,18 +1,27 @@
-"""Answer evaluation and the promotion gate.
+"""Answer evaluation and the promotion gate. (Over 400 lines: the gate's rules are about what evaluation
+measures — which metrics, their denominators, what a missing one means — so they are kept together.)
 
 `evaluate_answers` runs a question set (knowledge.evaluation's JSONL: question, document — null when the
 documents do not answer it —, section, answer_key) through the full answer pipeline, `PolicyBot.answer` with
 `model_override`, as platform "eval" and user "eval", and measures:
 
-- citation_validity: of the answers that carry [n] markers, the share whose markers all point to sources
-  that were in the prompt. Measured on the model's raw reply (before the core drops bad markers and falls back
-  to an extractive answer), so a model that invents source numbers scores lower.
+It measures the model, never the extractive fallback that stands in for it:
+
+- citation_validity: of the model's own replies that carry [n] markers (`replies_with_markers`, out of
+  `model_replies`), the share whose markers all point to sources that were in the prompt. Measured on the raw
+  reply, before the core drops bad markers; a question the model never replied to (timeout, error) is not a
+  reply and is not counted here: it is a fallback and an error.
 - grounded_rate: of the answerable questions, the share answered (not refused) by the model itself with at
-  least one valid citation (an extractive fallback after a failed model reply does not count).
+  least one valid citation; a fallback is a failure.
 - correct_refusal_rate: of the questions the documents do not answer, the share refused.
-- answer_key_hit_rate: of the answerable questions with an answer key, the share whose answer contains every
-  key phrase (case-insensitive).
-- document_hit_rate: of the answerable questions, the share citing the expected document.
+- answer_key_hit_rate: of the answerable questions with an answer key (`keyed`), the share whose answer by the
+  model contains every key phrase (case-insensitive); a fallback's text is a miss.
+- document_hit_rate: of the answerable questions, the share whose answer by the model cites the expected document.
+- fallbacks: questions whose model reply was replaced by the extractive answer (by reason in
+  `fallback_reasons`: no_citation, truncated, repetition, timeout, ...); errors: those where the model gave no
+  reply at all (timeout, connection or server error) plus answers that failed outright. Lower is better.
+
+With no LLM configured the extractive answerer is what is evaluated (model "extractive").
 
 Each question's result also says where it failed (`failed_at`), so a regression can be traced to its stage:
 "retrieval" (the expected section, or document when no section is given, is not among the passages the
@@ -22,9 +31,12 @@ null when it came out right.
 
 The answer cache is bypassed for evaluation runs (a cached answer would hide the model's reply).
 
-The gate: a candidate is promoted only when none of these metrics is lower than the current model's (the active
-fine-tuned model, or the base model's `baseline` row) by more than `tolerance`, measured on the same question
-set; `--force` overrides, and the refusal says which metric dropped and by how much.
+The gate: a candidate is promoted only when none of the rates is lower, and neither count (fallbacks, errors) is
+higher, than the current model's (the active fine-tuned model, or the base model's `baseline` row) by more than
+`tolerance` (a share; for the counts, of the questions), measured on the same question set. A metric the question
+set measures but either side lacks (a model that never wrote a marker has no citation validity; metrics stored
+before a metric existed) fails the gate: re-evaluate. `--force` overrides, and the refusal says which metric
+dropped and by how much. Evaluation runs with the circuit breaker off: every question asks the model.
 """
 
 from __future__ import annotations
@@ -32,20 +44,31 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sqlalchemy import select
+
+from bot.breaker import Breaker
 from bot.citations import MARKER, marker_numbers
+from bot.records import Interaction
 from bot.finetune import registry
 from bot.finetune.registry import ModelInfo, RegistryError
 from bot.answer_state import answer_state
-from bot.llm import Generation, LLMProtocol
+from bot.llm import Generation, LLMError, LLMProtocol
 from knowledge.evaluation import EvalQuestion, is_expected_section, load_questions
 from knowledge.retrieval import search
 
 GATE_METRICS = ("citation_validity", "grounded_rate", "correct_refusal_rate", "answer_key_hit_rate",
                 "document_hit_rate")
+COUNT_METRICS = ("fallbacks", "errors")  # lower is better
+# Which count says whether the question set measures a rate at all (no unanswerable question: no refusal rate).
+_MEASURED_BY = {"citation_validity": "answerable", "grounded_rate": "answerable", "document_hit_rate": "answerable",
+                "correct_refusal_rate": "unanswerable", "answer_key_hit_rate": "keyed",
+                "fallbacks": "questions", "errors": "questions"}
+NO_REPLY_REASONS = frozenset({"timeout", "error", "server_error", "rate_limited", "empty", "busy"})
 EVAL_PLATFORM = "eval"
 EVAL_USER = "eval"
 BASE = "base"
@@ -77,16 +100,24 @@ class _NoCache:
 
 
 class _RecordingLLM:
-    """Wraps the core's LLM (an LLMProtocol) to keep the model's raw reply and the number of sources it was given."""
+    """Wraps the core's LLM (an LLMProtocol) to keep the model's raw reply to an answer prompt (one with sources)
+    and the number of sources it was given; `last` is None when the model did not reply."""
 
     def __init__(self, inner: LLMProtocol) -> None:
         self.inner = inner
         self.last: tuple[str, int] | None = None
 
     def complete(self, messages: list[dict], model: str, *args, **kwargs) -> Generation:
-        generation = self.inner.complete(messages, model, *args, **kwargs)
         user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        self.last = (generation.text, len(_SOURCE_TAG.findall(user)))
+        sources = len(_SOURCE_TAG.findall(user))
+        try:
+            generation = self.inner.complete(messages, model, *args, **kwargs)
+        except LLMError:
+            if sources:
+                self.last = None
+            raise
+        if sources:  # not a follow-up rewrite
+            self.last = (generation.text, sources)
         return generation
 
     def __getattr__(self, name):
@@ -100,13 +131,16 @@ class QuestionResult:
     kind: str
     model: str
     answer: str
-    citations_valid: bool | None  # None: the reply had no markers
+    citations_valid: bool | None  # None: no model reply, or it had no markers
     grounded: bool | None  # answerable questions only
     refused: bool
     key_hit: bool | None
     document_hit: bool | None
     retrieved: bool | None = None  # answerable only: the expected section was among the passages retrieved
     failed_at: str | None = None  # retrieval | relevance | extraction | None (right)
+    replied: bool = False  # the model replied (with or without markers)
+    fallback_reason: str | None = None  # why the model's reply was replaced (no_citation, timeout, ...)
+    answered_by: str = ""  # the answer's own model field ("extractive (fallback)" for a fallback)
 
     def as_json(self) -> dict:
         return dict(self.__dict__)
@@ -143,30 +177,56 @@ def evaluate_answers(runtime, questions: list[EvalQuestion], model: str | None =
 
     llm = llm_from_runtime(runtime)
     recorder = _RecordingLLM(llm) if llm is not None else None
-    # A bot of its own: no cache, the recording LLM, and no rate limit for the evaluation user.
-    bot = PolicyBot(runtime, cache=_NoCache(), llm=recorder, rate_limit_exempt={EVAL_PLATFORM})
-    results = [_ask(bot, recorder, q, model) for q in questions]
-    return _report(questions, results, model)
+    # A bot of its own: no cache, the recording LLM, no rate limit for the evaluation user, and no circuit breaker
+    # (an open breaker would answer extractively without asking the model being measured).
+    bot = PolicyBot(runtime, cache=_NoCache(), llm=recorder, rate_limit_exempt={EVAL_PLATFORM},
+                    breaker=Breaker(runtime.redis, threshold=0, cooldown_s=1.0))
+    evaluated = model or _current_model(runtime, llm is not None)
+    results = [_ask(bot, recorder, q, model, evaluated) for q in questions]
+    return _report(questions, results, evaluated)
 
 
-def _ask(bot, recorder: _RecordingLLM | None, q: EvalQuestion, model: str | None) -> QuestionResult:
+def _current_model(runtime, has_llm: bool) -> str:
+    """The model that answers now: the active fine-tuned one, the configured base model, or the extractive answerer."""
+    from bot.core import EXTRACTIVE_MODEL
+
+    if not has_llm:
+        return EXTRACTIVE_MODEL
+    with runtime.sessions() as session:
+        _, active = answer_state(session)
+    return active or runtime.settings.chat_model
+
+
+def _fallback_reason(bot, interaction_id: str) -> str | None:
+    with bot.runtime.sessions() as session:
+        return session.scalar(select(Interaction.fallback_reason).where(Interaction.id == interaction_id))
+
+
+def _ask(bot, recorder: _RecordingLLM | None, q: EvalQuestion, model: str | None, evaluated: str) -> QuestionResult:
     if recorder is not None:
         recorder.last = None
     answer = bot.answer(q.question, EVAL_USER, EVAL_PLATFORM, None, model_override=model)
+    reason = _fallback_reason(bot, answer.interaction_id) if answer.recorded else None
+    if answer.kind == "fallback" and reason is None:
+        reason = "unknown"
     refused = answer.kind == "refusal"
-    raw = recorder.last if recorder is not None and recorder.last else (answer.text, len(answer.sources))
-    numbers = _marker_numbers(raw[0]) if not refused else []
+    # The model's own reply: what it wrote (with an LLM), or the extractive answer when that is what is evaluated.
+    raw = recorder.last if recorder is not None else (answer.text, len(answer.sources))
+    numbers = _marker_numbers(raw[0]) if raw is not None and not (refused and reason is None) else []
     valid = None if not numbers else all(1 <= n <= raw[1] for n in numbers)
-    text = answer.text.lower()
+    by_model = answer.kind in ("llm", "extractive") or (refused and reason is None)  # not a stand-in's text
+    text = answer.text.lower() if by_model else ""
     key_hit = all(k.lower() in text for k in q.answer_key) if q.answerable and q.answer_key else None
-    document_hit = any(_expected_document(s, q.document) for s in answer.sources) if q.answerable else None
+    document_hit = (by_model and any(_expected_document(s, q.document) for s in answer.sources)
+                    if q.answerable else None)
     retrieved = _retrieved(bot, answer.question or q.question, q) if q.answerable else None
     return QuestionResult(
-        question=q.question, answerable=q.answerable, kind=answer.kind, model=answer.model, answer=answer.text,
+        question=q.question, answerable=q.answerable, kind=answer.kind, model=evaluated, answer=answer.text,
         citations_valid=valid,
         grounded=(answer.kind in ("llm", "extractive") and answer.grounded) if q.answerable else None,
         refused=refused, key_hit=key_hit, document_hit=document_hit, retrieved=retrieved,
         failed_at=_failed_at(q, refused, retrieved, key_hit, document_hit),
+        replied=raw is not None, fallback_reason=reason, answered_by=answer.model,
     )
 
 
@@ -193,13 +253,12 @@ def _failed_at(q: EvalQuestion, refused: bool, retrieved: bool | None, key_hit: 
     return None
 
 
-def _report(questions: list[EvalQuestion], results: list[QuestionResult], model: str | None) -> EvalReport:
+def _report(questions: list[EvalQuestion], results: list[QuestionResult], used_model: str) -> EvalReport:
     answerable = [r for r in results if r.answerable]
     unanswerable = [r for r in results if not r.answerable]
     cited = [r for r in results if r.citations_valid is not None]
     keyed = [r for r in answerable if r.key_hit is not None]
-    used_model = model or next((r.model for r in results if r.kind == "llm"), None) or (
-        results[0].model if results else "")
+    fell_back = [r for r in results if r.fallback_reason is not None]
     metrics = {
         "citation_validity": _rate(sum(r.citations_valid for r in cited), len(cited)),
         "grounded_rate": _rate(sum(bool(r.grounded) for r in answerable), len(answerable)),
@@ -209,10 +268,14 @@ def _report(questions: list[EvalQuestion], results: list[QuestionResult], model:
         "questions": len(results),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
-        "answers_with_markers": len(cited),
+        "keyed": len(keyed),
+        "model_replies": sum(r.replied for r in results),
+        "replies_with_markers": len(cited),
+        "answers_with_markers": len(cited),  # the older name of replies_with_markers
         "false_refusals": sum(r.refused for r in answerable),
-        "fallbacks": sum(r.kind == "fallback" for r in results),
-        "errors": sum(r.kind == "error" for r in results),
+        "fallbacks": len(fell_back),
+        "fallback_reasons": dict(sorted(Counter(r.fallback_reason for r in fell_back).items())),
+        "errors": sum(r.fallback_reason in NO_REPLY_REASONS for r in fell_back) + sum(r.kind == "error" for r in results),
         "failed_at": {stage: sum(r.failed_at == stage for r in results)
                       for stage in ("retrieval", "relevance", "extraction")},
         "question_set": question_set_hash(questions),
@@ -258,27 +321,51 @@ def current_reference(runtime) -> ModelInfo | None:
 
 @dataclass(frozen=True)
 class Drop:
+    """A metric where the candidate is worse, or which either side lacks (None)."""
+
     metric: str
-    candidate: float
-    reference: float
+    candidate: float | None
+    reference: float | None
 
     @property
     def delta(self) -> float:
+        if self.candidate is None or self.reference is None:
+            return float("nan")
         return self.candidate - self.reference
 
     def describe(self) -> str:
+        if self.candidate is None or self.reference is None:
+            side = "the candidate" if self.candidate is None else "the reference"
+            why = (" (no reply carried a citation marker)" if self.metric == "citation_validity" and self.candidate is None
+                   else "")
+            return f"{self.metric} is missing for {side}{why}; a missing metric fails the gate (re-evaluate)"
+        if self.metric in COUNT_METRICS:
+            return f"{self.metric} rose from {self.reference:g} to {self.candidate:g} ({self.delta:+g})"
         return (f"{self.metric} dropped from {self.reference:.3f} to {self.candidate:.3f} "
                 f"({self.delta:+.3f}, {self.delta * 100:+.1f} points)")
 
 
+def _measures(metrics: dict, metric: str) -> bool:
+    """Whether the question set these metrics came from measures `metric` (None when it cannot tell)."""
+    count = metrics.get(_MEASURED_BY[metric])
+    return bool(count) if count is not None else metrics.get(metric) is not None
+
+
 def compare(candidate: dict, reference: dict, tolerance: float = 0.0) -> list[Drop]:
-    """Metrics where the candidate is worse than the reference by more than `tolerance`."""
+    """Metrics where the candidate is worse than the reference by more than `tolerance`, or that are missing."""
     drops = []
-    for metric in GATE_METRICS:
+    questions = candidate.get("questions") or reference.get("questions") or 0
+    for metric in GATE_METRICS + COUNT_METRICS:
         new, old = candidate.get(metric), reference.get(metric)
         if new is None or old is None:
+            if _measures(candidate, metric) or _measures(reference, metric) or metric in COUNT_METRICS:
+                drops.append(Drop(metric, None if new is None else float(new), None if old is None else float(old)))
             continue
-        if new < old - tolerance - 1e-9:
+        if metric in COUNT_METRICS:
+            worse = new > old + tolerance * questions + 1e-9
+        else:
+            worse = new < old - tolerance - 1e-9
+        if worse:
             drops.append(Drop(metric, float(new), float(old)))
     return drops
 
@@ -300,7 +387,8 @@ class PromotionOutcome:
         return {
             "promoted": self.promoted, "message": self.message, "candidate": self.candidate.as_json(),
             "reference": self.reference.as_json() if self.reference else None,
-            "drops": [{"metric": d.metric, "candidate": d.candidate, "reference": d.reference, "delta": round(d.delta, 4)}
+            "drops": [{"metric": d.metric, "candidate": d.candidate, "reference": d.reference,
+                       "delta": None if d.candidate is None or d.reference is None else round(d.delta, 4)}
                       for d in self.drops],
         }
 

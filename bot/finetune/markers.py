@@ -48,3 +48,36 @@ def citation_positions(citations: list[dict], retrieved: list[dict]) -> dict[int
             used.add(index)
             break
     return mapping
+
+
+# A correction's sentence is supported by the passages its markers cite when every figure in it (25, 60 EUR, 10:00)
+# is in them and at least this share of its content words is. An admin writing from memory may cite [1] while
+# the passage that says it was never retrieved: the model would learn to cite sources for claims they do not make.
+MIN_SUPPORTED_SHARE = 1 / 3
+_FIGURE = re.compile(r"\d+(?:[.,:]\d+)*")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_SOURCE_BLOCK = re.compile(r'<source id="(\d+)"[^>]*>\n(.*?)\n</source>', re.S)
+
+
+def prompt_sources(user_message: str) -> dict[int, str]:
+    """Source number -> passage text, read back from a prompt's user message."""
+    return {int(n): body for n, body in _SOURCE_BLOCK.findall(user_message)}
+
+
+def unsupported_claims(answer: str, sources: dict[int, str]) -> list[str]:
+    """The sentences of `answer` (markers in the prompt's numbering) that the sources they cite do not support."""
+    from bot.textmatch import terms
+
+    flagged = []
+    for sentence in filter(None, (s.strip() for s in _SENTENCE.split(answer))):
+        numbers = [n for group in MARKER.findall(sentence) for n in marker_numbers(group)]
+        if not numbers:
+            continue
+        claim = MARKER.sub(" ", sentence)
+        cited = " ".join(sources.get(n, "") for n in numbers)
+        words = terms(claim) - {f for f in _FIGURE.findall(claim)}
+        shared = len(words & terms(cited)) / len(words) if words else 1.0
+        figures = set(_FIGURE.findall(claim)) - set(_FIGURE.findall(cited))
+        if any(n not in sources for n in numbers) or figures or shared < MIN_SUPPORTED_SHARE:
+            flagged.append(sentence)
+    return flagged

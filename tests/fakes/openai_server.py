@@ -231,3 +231,48 @@ def _embeddings(fake: FakeOpenAI, handler, raw: bytes):
 
 
 _BUILTIN = {("POST", "/chat/completions"): _chat, ("POST", "/embeddings"): _embeddings}
+
+
+# ---------------------------------------------------------------------- misbehaving models (scripted modes)
+# Handlers for `FakeOpenAI.routes[("POST", "/chat/completions")]`: the ways a weak or broken model fails, each
+# answering follow-up rewrites like the default fake so that only answers misbehave.
+
+MISBEHAVIOURS = ("never_cites", "loops", "times_out", "copies_answer")
+LOOP_PHRASE = "You can take your vacation days whenever you like and "
+
+
+def _completion(body: dict, content: str, finish_reason: str = "stop") -> dict:
+    return {
+        "id": "chatcmpl-" + hashlib.sha1(content.encode()).hexdigest()[:12], "object": "chat.completion",
+        "created": int(time.time()), "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": len(content.split()), "total_tokens": 10 + len(content.split())},
+    }
+
+
+def misbehaving(mode: str, delay_s: float = 5.0) -> Callable:
+    """never_cites: plain prose without markers; loops: repeats one phrase until max_tokens (finish_reason
+    "length", as a real server stops it); times_out: answers only after `delay_s`; copies_answer: a rewrite
+    request gets the previous answer back instead of a question."""
+    if mode not in MISBEHAVIOURS:
+        raise ValueError(f"mode must be one of {MISBEHAVIOURS}")
+
+    def handler(fake: FakeOpenAI, http, raw: bytes):
+        body = json.loads(raw or b"{}")
+        messages = body.get("messages", [])
+        user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        if "<last_message>" in user:  # a follow-up rewrite
+            if mode == "copies_answer":
+                previous = re.findall(r"Assistant: (.*?)\n", user + "\n")
+                return 200, _completion(body, previous[-1] if previous else "")
+            return 200, _completion(body, default_reply(messages))
+        if mode == "never_cites":
+            return 200, _completion(body, "Our policy is generous, and you can ask your manager about the details.")
+        if mode == "loops":
+            words = (LOOP_PHRASE * 200).split()[: int(body.get("max_tokens") or 4096)]
+            return 200, _completion(body, " ".join(words), "length")
+        if mode == "times_out":
+            time.sleep(delay_s)
+        return 200, _completion(body, default_reply(messages))
+
+    return handler

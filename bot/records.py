@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, SmallInteger, String, Text, UniqueConstraint, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from knowledge.db import Base
@@ -35,6 +35,8 @@ class Interaction(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     # The platform's id of the message that carried the answer (Teams activity id, Slack ts).
     message_ref: Mapped[str | None] = mapped_column(Text, index=True)
+    # The audiences the answer was allowed to read (where it was shown decides; bot/audiences.py). Migration 0002.
+    audiences: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
 
 class Feedback(Base):

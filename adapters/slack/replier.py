@@ -63,7 +63,7 @@ class SlackReplier:
         self.client = make_client(self.settings)
 
     async def say_busy(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
-                       only_if_engaged: bool = False) -> None:
+                       only_if_engaged: bool = False, private: bool = False) -> None:
         """The answer workers have more questions waiting than they can take: say so now rather than let
         everyone's wait grow. Not a recorded turn (nothing to rate)."""
         if await self._take(event_id, channel, thread_ts, only_if_engaged):
@@ -81,14 +81,14 @@ class SlackReplier:
         return True
 
     async def answer(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
-                     only_if_engaged: bool = False) -> None:
+                     only_if_engaged: bool = False, private: bool = False) -> None:
         """Answer a question in its thread (a status first if it takes a while); the keyword arguments are a
         queued turn's (QUESTION_TURN)."""
         if not await self._take(event_id, channel, thread_ts, only_if_engaged):
             return
         log_question(self.settings, PLATFORM, user, question)
         work = asyncio.ensure_future(
-            self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}"))
+            self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}", private=private))
         quick = await background.ready_within(work, background.INDICATOR_DELAY_S)
         status_shown = not quick and await self.set_status(channel, thread_ts, STATUS)
         answer = await work

@@ -25,7 +25,12 @@ from knowledge import index
 from knowledge.audiences import AudienceError, parse_audiences, set_document_audiences
 from knowledge.ingest import ingest_file
 from knowledge.retrieval import MODES, search
+from adapters.platforms import PLATFORMS
+from adapters.server import build_app
 from tests.fakes.graph import FakeGraph
+from tests.fakes.slack_api import app_mention
+from tests.fakes.slack_api import message as slack_message
+from tests.test_slack import run_async, serving, slack_settings
 from tests.helpers import LEAVE, write
 
 PAY = """# Leadership Compensation
@@ -295,3 +300,62 @@ def test_graph_check_member_groups_and_failure(redis_client, tmp_path):
             wrong_token.member_of("aad-lead", ["grp-leadership"])
     finally:
         graph.stop()
+
+
+# ------------------------------------------------------------------------------------------------- platforms
+
+
+@run_async
+async def test_slack_member_reads_restricted_documents_in_a_dm_but_not_in_a_channel(runtime, fake_slack, tmp_path,
+                                                                                    audiences_file):
+    fake_slack.set_usergroup("S0LEADS", "leads", [MEMBER])
+    runtime.settings = slack_settings(runtime.settings, fake_slack, audiences_file=audiences_file)
+    bot = PolicyBot(runtime)
+    memberships.install(bot)  # what `policybot serve` and the answer workers do
+    _load(runtime, tmp_path)
+    async with serving(bot) as slack:
+        assert (await slack.event(slack_message(RESTRICTED_QUESTION, user=MEMBER, channel="D1"))).status == 200
+        [dm] = await fake_slack.wait_for("chat.postMessage")
+        await slack.event(app_mention(RESTRICTED_QUESTION, user=MEMBER, channel="C1"))
+        channel = (await fake_slack.wait_for("chat.postMessage", 2))[1]
+        await slack.event(slack_message(RESTRICTED_QUESTION, user=OUTSIDER, channel="D2"))
+        outsider = (await fake_slack.wait_for("chat.postMessage", 3))[2]
+        await slack.event(slack_message(RESTRICTED_QUESTION, user=MEMBER, channel="G1", channel_type="mpim"))
+        await slack.event(app_mention(RESTRICTED_QUESTION, user=MEMBER, channel="G1"))  # a group DM is not private
+        group = (await fake_slack.wait_for("chat.postMessage", 4))[3]
+
+    assert dm.args["channel"] == "D1" and "Zephyr" in json.dumps(dm.args["blocks"])
+    for post in (channel, outsider, group):
+        assert "Zephyr" not in json.dumps(post.args) and "Leadership Compensation" not in json.dumps(post.args)
+    assert ASK_PRIVATELY.split(".")[0] in json.dumps(channel.args["blocks"])
+    assert ASK_PRIVATELY.split(".")[0] not in json.dumps(outsider.args["blocks"])
+    assert [c.args["usergroup"] for c in fake_slack.calls_to("usergroups.users.list")] == ["S0LEADS"]  # cached
+    assert fake_slack.calls_to("usergroups.list")  # the handle `leads` was looked up
+
+
+def test_teams_member_reads_restricted_documents_in_personal_chat_but_not_in_a_channel(runtime, connector, tmp_path,
+                                                                                      audiences_file):
+    from tests.test_teams import CHANNEL, RunningApp, _ask
+
+    graph = FakeGraph().start()
+    graph.set_groups("aad-lead", {"grp-leadership"})
+    runtime.settings = runtime.settings.model_copy(update={"audiences_file": audiences_file})
+    core = PolicyBot(runtime)
+    core.audiences.register("teams", GraphGroups(lambda: graph.token, graph.url))
+    _load(runtime, tmp_path)
+    teams = RunningApp(build_app(core, PLATFORMS)).start()
+    try:
+        _, personal = _ask(teams, connector, RESTRICTED_QUESTION, user="aad-lead")
+        _, explicit = _ask(teams, connector, RESTRICTED_QUESTION, user="aad-ceo")  # named in the file
+        _, staff = _ask(teams, connector, RESTRICTED_QUESTION, user="aad-staff")
+        _, channel = _ask(teams, connector, RESTRICTED_QUESTION, user="aad-lead", conversation=CHANNEL,
+                          kind="channel", mention=True)
+        _, listed = _ask(teams, connector, "list", user="aad-staff")
+    finally:
+        teams.stop()
+        graph.stop()
+    assert "Zephyr" in personal.text and "Zephyr" in explicit.text
+    for reply in (staff, channel, listed):
+        assert "Zephyr" not in json.dumps(reply.activity) and "Leadership Compensation" not in json.dumps(reply.activity)
+    assert ASK_PRIVATELY.split(".")[0] in json.dumps(channel.activity)
+    assert "Leave Policy" in listed.text

@@ -359,3 +359,24 @@ def test_teams_member_reads_restricted_documents_in_personal_chat_but_not_in_a_c
         assert "Zephyr" not in json.dumps(reply.activity) and "Leadership Compensation" not in json.dumps(reply.activity)
     assert ASK_PRIVATELY.split(".")[0] in json.dumps(channel.activity)
     assert "Leave Policy" in listed.text
+
+
+def test_a_filter_that_thins_the_hnsw_scan_still_returns_k_passages(runtime, tmp_path):
+    """pgvector's HNSW scan finds hnsw.ef_search (40) rows before the audience filter: when restricted chunks
+    crowd all of them out, the search widens the scan rather than answering from fewer than k passages. (On a
+    graph this small pgvector 0.6.2 happened to return every row, so the thinning itself is not shown here.)"""
+    from tests.helpers import HashEmbedder
+
+    embedder = HashEmbedder(dim=16, name="test:hash")
+    # 60 restricted passages that all sit nearer the question than any public one.
+    crowd = "# Bonus plan\n\n" + "\n\n".join(f"## Bonus plan\nbonus rules for the bonus plan {'!' * i}"
+                                             for i in range(60))
+    ingest_file(runtime.sessions, embedder, write(tmp_path / "crowd.md", crowd), audiences=["leadership"])
+    for name in ("one", "two"):
+        body = f"# Canteen {name}\n\n" + "\n\n".join(f"## Dish {i}\nlentil soup on day {i}" for i in range(3))
+        ingest_file(runtime.sessions, embedder, write(tmp_path / f"{name}.md", body))
+    with runtime.sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM chunks")).scalar_one() >= 66
+        session.execute(text("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off"))  # HNSW, as at scale
+        found = search(session, embedder, "bonus rules for the bonus plan", k=5, mode="vector")
+        assert len(found) == 5 and {p.title for p in found} == {"Canteen one", "Canteen two"}

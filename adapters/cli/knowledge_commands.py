@@ -110,7 +110,8 @@ def ingest(settings: Settings, args: argparse.Namespace) -> int:
             continue
         if not args.json:  # the result goes to stdout; with --json the JSON below is the whole of it
             print(f"[{number}/{len(files)}] {source}: {result.status} \"{result.title}\" v{result.version}, "
-                  f"{result.chunks} chunks, audiences {','.join(result.audiences)}", flush=True)
+                  f"{result.chunks} chunks" + ("" if EVERYONE in result.audiences
+                                               else f", readable by {','.join(result.audiences)} only"), flush=True)
         results.append({**result.__dict__})
     if args.json:
         print(json.dumps({"results": results}, indent=2))

@@ -18,6 +18,7 @@ import signal
 
 import redis.asyncio as aioredis
 
+from adapters import memberships
 from adapters.server import answer_pool
 from adapters.settings import Settings
 from adapters.slack.replier import QUESTION_TURN, SlackReplier
@@ -44,6 +45,7 @@ def run_answer_worker(settings: Settings) -> None:
     runtime = build_runtime(settings, apply_migrations=False)
     try:
         bot = PolicyBot(runtime)
+        memberships.install(bot)  # who holds which document audience
         bot.warm_up()
         asyncio.run(work(bot))
     finally:

@@ -1,6 +1,7 @@
-"""The Redis answer cache. Keys cover the normalized question, corpus version, active model and prompt version,
-so a document change or a model promotion is visible to the very next question. Redis being down never
-fails an answer: the cache just misses, and that is logged."""
+"""The Redis answer cache. Keys cover the normalized question, corpus version, active model, prompt version and
+the audiences the answer could read, so a document change or a model promotion is visible to the very next
+question, and an answer built from restricted documents is only ever served to readers of the same audiences.
+Redis being down never fails an answer: the cache just misses, and that is logged."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 import redis
@@ -25,9 +27,11 @@ def normalize_question(question: str) -> str:
     return _SPACE.sub(" ", _PUNCT.sub(" ", question.lower())).strip()
 
 
-def cache_key(question: str, corpus_version: int, model: str, prompt_version: str) -> str:
+def cache_key(question: str, corpus_version: int, model: str, prompt_version: str,
+              audiences: Sequence[str] = ("everyone",)) -> str:
     digest = hashlib.sha256(
-        "\x1f".join((normalize_question(question), str(corpus_version), model, prompt_version)).encode()
+        "\x1f".join((normalize_question(question), str(corpus_version), model, prompt_version,
+                     ",".join(sorted(set(audiences))))).encode()
     ).hexdigest()
     return f"policybot:answer:{digest}"
 

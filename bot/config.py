@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     top_k: int = Field(5, validation_alias=_env("POLICYBOT_TOP_K"))
     max_question_chars: int = Field(2000, validation_alias=_env("POLICYBOT_MAX_QUESTION_CHARS"))
     rate_limit_per_minute: int = Field(20, validation_alias=_env("POLICYBOT_RATE_LIMIT"))
+    # Who holds which document audience (bot/audiences.py); unset: every asker reads `everyone` documents only.
+    audiences_file: Path | None = Field(None, validation_alias=_env("POLICYBOT_AUDIENCES_FILE"))
+    audience_ttl_s: int = Field(300, validation_alias=_env("POLICYBOT_AUDIENCE_TTL"))
 
     # --- documents ---------------------------------------------------------------------------------
     max_document_mb: float = Field(20.0, validation_alias=_env("POLICYBOT_MAX_DOCUMENT_MB"))

@@ -36,6 +36,7 @@ class Answer:
     question: str = ""  # the question as answered (after cutting and follow-up rewriting)
     rewritten_question: str | None = None  # set when a follow-up was read with the earlier turns; shown to the user
     recorded: bool = True  # False when the turn could not be stored: a vote on it would have nothing to attach to
+    audiences: tuple[str, ...] = ("everyone",)  # the document audiences the answer could read (bot/audiences.py)
 
     @property
     def rateable(self) -> bool:
@@ -57,6 +58,7 @@ class Answer:
             "model": self.model,
             "kind": self.kind,
             "rewritten_question": self.rewritten_question,
+            "audiences": list(self.audiences),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             **({"notice": self.notice} if self.notice else {}),
         }
@@ -69,6 +71,7 @@ class Answer:
         # Who asked, and how, belongs to this turn: another asker may reach the same key with other words.
         data.pop("notice")
         data.pop("rewritten_question")
+        data.pop("audiences")  # in the cache key already; set again by the turn that reads it
         return data
 
     @classmethod
@@ -106,3 +109,4 @@ class DocumentInfo:
     version: int
     chunks: int
     updated_at: str | None
+    audiences: tuple[str, ...] = ("everyone",)

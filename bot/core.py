@@ -10,8 +10,8 @@ the records and the fine-tuning export ever see.
 Adapters call `PolicyBot.answer()` (and the feedback/document methods) with plain values and render the
 plain values that come back. Nothing here raises to an adapter: any failure degrades to a safe answer.
 
-Just over 400 lines because it is the one place the steps meet, in order; each step's rules live in its own
-module (router, followup, cache, relevance, breaker, fallbacks, extractive, interactions).
+Well over 400 lines because it is the one place the steps meet, in the order they run; each step's rules live in
+its own module (router, followup, cache, audiences, relevance, breaker, fallbacks, extractive, interactions).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from bot import fallbacks
 from bot import feedback as feedback_store
 from bot import followup, interactions, metrics, ratelimit, router
 from bot.breaker import Breaker
+from bot.audiences import AudienceResolver, Directory, prompt_audience, shown_audiences
 from bot.cache import AnswerCache, AnswerCacheProtocol, cache_key
 from bot.citations import has_citation, renumber
 from bot.contract import Answer, DocumentInfo, FeedbackResult, Source, UploadResult
@@ -40,6 +41,7 @@ from bot.platform_events import PlatformEvents
 from bot.streaming import TextSink
 from bot.escalation import Escalations
 from bot.console_auth import ConsoleAuth
+from knowledge.audiences import EVERYONE, AudienceError, readable, reader_audiences, restricted
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.ingest import ingest_bytes, list_documents, remove_document
 from knowledge.loaders import DocumentError
@@ -52,6 +54,8 @@ EXTRACTIVE_MODEL = "extractive"
 # terminal user and evaluation runs (the CLI and benchmarks rely on it); evaluation passes its own set.
 DEFAULT_RATE_LIMIT_EXEMPT = frozenset({"terminal", "eval"})
 SNIPPET_CHARS = 240
+ASK_PRIVATELY = ("Documents that only some people may read could say more about this. Ask me in a direct "
+                 "message and I'll use the ones you can read.")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class Turn:
     model: str | None = None  # what answers: the active or overriding model, or "extractive"
     cache_key: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    audiences: tuple[str, ...] = (EVERYONE,)  # what this answer may read (where it is shown decides)
+    asker_audiences: tuple[str, ...] = (EVERYONE,)  # what the asker could read in a DM (for the hint)
 
     @property
     def rewritten(self) -> str | None:
@@ -101,6 +107,9 @@ class PolicyBot:
         self.events = PlatformEvents(runtime.redis)  # event claims and answered threads, for the adapters
         self.escalations = Escalations(runtime.sessions, runtime.settings)  # "Ask HR" (bot.escalation)
         self.console = ConsoleAuth(runtime.redis, runtime.settings)  # admin console sign-in (bot.console_auth)
+        # Who holds which audience; adapters register their platform's group lookup on it.
+        self.audiences = AudienceResolver(Directory.load(runtime.settings.audiences_file), runtime.redis,
+                                          runtime.settings.audience_ttl_s)
 
     def warm_up(self) -> None:
         """Load the embedding model and calibrate relevance now, so the first user does not wait for it."""
@@ -115,14 +124,21 @@ class PolicyBot:
     # ------------------------------------------------------------------------------------------ answers
 
     def answer(self, question: str, user_id: str, platform: str = "terminal", conversation_id: str | None = None,
-               model_override: str | None = None, on_text: TextSink | None = None) -> Answer:
+               model_override: str | None = None, on_text: TextSink | None = None, *, private: bool = False,
+               audiences: Collection[str] | None = None) -> Answer:
         """Answer one question. Never raises: a broken part gives a degraded answer, not an exception.
 
         `on_text`: where the text of an LLM answer goes while it is written (the adapters show it); other
-        answers are returned without deltas. The returned Answer's text is final either way."""
+        answers are returned without deltas. The returned Answer's text is final either way.
+        `private`: only the asker sees the answer (a DM, a personal chat), so it may use their audiences; else
+        only `everyone` documents. `audiences`: the asker's audiences as stated (the CLI's --audience) instead
+        of looking them up (bot/audiences.py)."""
         started = time.perf_counter()
         try:
-            return self._answer(question, user_id, platform, conversation_id, model_override, started, on_text)
+            asker = (reader_audiences(audiences) if audiences is not None
+                     else self.audiences.audiences_of(platform, user_id))
+            return self._answer(question, user_id, platform, conversation_id, model_override, started,
+                                asker, shown_audiences(asker, private), on_text)
         except Exception:
             log.exception("answer failed; replying with an apology")
             return Answer(
@@ -134,7 +150,8 @@ class PolicyBot:
             )
 
     def _answer(self, question: str, user_id: str, platform: str, conversation_id: str | None,
-                model_override: str | None, started: float, on_text: TextSink | None = None) -> Answer:
+                model_override: str | None, started: float, asker: tuple[str, ...] = (EVERYONE,),
+                shown: tuple[str, ...] = (EVERYONE,), on_text: TextSink | None = None) -> Answer:
         question = " ".join((question or "").split())
         notice = None
         limit = self.settings.max_question_chars
@@ -142,7 +159,7 @@ class PolicyBot:
             question = question[:limit]
             notice = f"Your message was long, so I read only its first {limit:,} characters."
         turn = Turn(question=question, user_id=user_id, platform=platform, conversation_id=conversation_id,
-                    started=started, notice=notice)
+                    started=started, notice=notice, audiences=shown, asker_audiences=asker)
 
         if platform not in self.rate_limit_exempt and not ratelimit.allow(
                 self.runtime.redis, f"{platform}:{user_id}", self.settings.rate_limit_per_minute):
@@ -160,7 +177,7 @@ class PolicyBot:
             return self._record(Answer(
                 interaction_id=str(uuid.uuid4()), text=router.reply(kind, self.settings.hr_contact), sources=[],
                 grounded=True, cached=False, model="router", kind="smalltalk", notice=notice, question=question,
-                timings_ms={"total": _ms(started)},
+                timings_ms={"total": _ms(started)}, audiences=turn.audiences,
             ), turn)
 
         # The model is known before the rewrite: a follow-up is rewritten by the model that will answer it.
@@ -172,7 +189,8 @@ class PolicyBot:
         state_ms = _ms(t)
         turn = self._rewrite(turn)
         t = time.perf_counter()
-        key = cache_key(turn.standalone, corpus_version, model, f"{PROMPT_VERSION}/{EXTRACTIVE_VERSION}")
+        key = cache_key(turn.standalone, corpus_version, model, f"{PROMPT_VERSION}/{EXTRACTIVE_VERSION}",
+                        turn.audiences)
         turn = replace(turn, cache_key=key)
         hit = self.cache.get(key)
         metrics.observe_cache(hit is not None)
@@ -183,13 +201,37 @@ class PolicyBot:
         if hit:
             turn.timings["total"] = _ms(started)
             answer = Answer.from_cache(hit, str(uuid.uuid4()), turn.timings)
-            answer = replace(answer, notice=turn.notice, rewritten_question=turn.rewritten)
-            return self._record(answer, turn)
+            answer = replace(answer, notice=turn.notice, rewritten_question=turn.rewritten, audiences=turn.audiences)
+            return self._hint_private(self._record(answer, turn), turn)
         try:
-            return self._answer_uncached(turn, on_text)
+            return self._hint_private(self._answer_uncached(turn, on_text), turn)
         finally:
             if claimed:
                 self.cache.release(key)
+
+    def _hint_private(self, answer: Answer, turn: Turn) -> Answer:
+        """In a channel: when a restricted document the asker may read would have answered, say they can ask
+        in a DM (without naming it: the channel sees the answer). One more search, only for askers who hold
+        an audience beyond `everyone`."""
+        if set(turn.asker_audiences) <= set(turn.audiences) or answer.kind not in ("llm", "extractive", "fallback",
+                                                                                   "refusal"):
+            return answer
+        try:
+            vector = self.runtime.embedder.embed_query(turn.standalone)
+            calibration = self.calibrator.calibration(self.runtime.sessions, turn.corpus_version,
+                                                      turn.asker_audiences)
+            with self.runtime.sessions() as session:
+                passages = search(session, self.runtime.embedder, turn.standalone, k=self.settings.top_k,
+                                  query_embedding=vector, background=calibration.background,
+                                  audiences=turn.asker_audiences)
+        except Exception:  # the hint is a courtesy: the answer stands without it
+            log.exception("could not check for restricted documents to mention")
+            return answer
+        # "Would have answered": the best passage the asker may read is a restricted one, and it passes the gate.
+        if not passages or readable(passages[0].audiences, turn.audiences) or not judge(
+                passages[:1], calibration.threshold).relevant:
+            return answer
+        return replace(answer, notice=" ".join(filter(None, (answer.notice, ASK_PRIVATELY))))
 
     def _rewrite(self, turn: Turn) -> Turn:
         """The question as it stands alone: a follow-up is read with the earlier turns of its conversation."""
@@ -216,11 +258,12 @@ class PolicyBot:
         t = time.perf_counter()
         query_vector = self.runtime.embedder.embed_query(turn.standalone)
         timings["embed"] = _ms(t)
-        calibration = self.calibrator.calibration(self.runtime.sessions, turn.corpus_version)
+        calibration = self.calibrator.calibration(self.runtime.sessions, turn.corpus_version, turn.audiences)
         t = time.perf_counter()
         with self.runtime.sessions() as session:
             passages = search(session, self.runtime.embedder, turn.standalone, k=self.settings.top_k,
-                              query_embedding=query_vector, background=calibration.background)
+                              query_embedding=query_vector, background=calibration.background,
+                              audiences=turn.audiences)
         timings["retrieve"] = _ms(t)
 
         relevance = judge(passages, calibration.threshold)
@@ -231,7 +274,7 @@ class PolicyBot:
             answer, usage, fallback = self._generate(turn, passages, close_call=relevance.close_call,
                                                      on_text=on_text)
         timings["total"] = _ms(turn.started)
-        answer = replace(answer, timings_ms=timings, rewritten_question=turn.rewritten)
+        answer = replace(answer, timings_ms=timings, rewritten_question=turn.rewritten, audiences=turn.audiences)
         if answer.kind in ("llm", "extractive", "refusal"):  # never cache a fallback: the LLM may be back next time
             self.cache.put(turn.cache_key, answer.to_cache())
         return self._record(answer, turn, passages, usage, fallback)
@@ -311,7 +354,7 @@ class PolicyBot:
                       notice=turn.notice, question=turn.standalone)
 
     def prompt_messages(self, question: str, passages: list[Passage]) -> list[dict]:
-        sources = [PromptSource(p.title, p.section, p.text, p.page) for p in passages]
+        sources = [PromptSource(p.title, p.section, p.text, p.page, prompt_audience(p.audiences)) for p in passages]
         return build_messages(question, sources, self.brand_voice, self.settings.hr_contact)
 
     def _record(self, answer: Answer, turn: Turn, passages: Sequence[Passage] = (),
@@ -323,7 +366,7 @@ class PolicyBot:
                 retrieved=[_snapshot(p) for p in passages], prompt_version=PROMPT_VERSION, model=answer.model,
                 answer=answer.text, citations=[s.__dict__ for s in answer.sources], grounded=answer.grounded,
                 cached=answer.cached, kind=answer.kind, corpus_version=turn.corpus_version, timings=answer.timings_ms,
-                prompt_tokens=usage[0], completion_tokens=usage[1],
+                prompt_tokens=usage[0], completion_tokens=usage[1], audiences=list(turn.audiences),
                 **(fallback.columns() if fallback is not None else fallbacks.NO_FALLBACK),
             )
         if not interactions.record_with_retry(self.runtime.engine, row):
@@ -361,13 +404,17 @@ class PolicyBot:
         return user_id in self.settings.admins
 
     def upload(self, user_id: str, filename: str, data: bytes, title: str | None = None,
-               link: str | None = None) -> UploadResult:
-        """An admin's upload: ingested (a document with the same file name or title is replaced) or refused."""
+               link: str | None = None, audiences: str | Collection[str] | None = None) -> UploadResult:
+        """An admin's upload: ingested (a document with the same file name or title is replaced) or refused.
+        `audiences`: who may read it (`leadership, payroll-de`); None keeps a replaced document's, else everyone."""
         if not self.is_admin(user_id):
             return UploadResult(False, "Only policy admins can upload documents. Ask the People team to add you.")
         try:
             result = ingest_bytes(self.runtime.sessions, self.runtime.embedder, data, filename, title=title,
-                                  link=link, uploaded_by=user_id, max_bytes=self.settings.max_document_bytes)
+                                  link=link, uploaded_by=user_id, max_bytes=self.settings.max_document_bytes,
+                                  audiences=audiences)
+        except AudienceError as err:
+            return UploadResult(False, f"Upload failed: {err}. Nothing was changed.")
         except (DocumentError, EmbeddingMismatch) as err:
             metrics.ingestions.labels("rejected").inc()
             return UploadResult(False, f"Upload failed: {err}")
@@ -377,15 +424,22 @@ class PolicyBot:
         metrics.ingestions.labels(result.status).inc()
         verb = {"created": "Added", "updated": "Updated", "unchanged": "No change to"}[result.status]
         detail = "same content as the current version" if result.status == "unchanged" else f"{result.chunks} passages"
-        return UploadResult(True, f"{verb} “{result.title}” (version {result.version}, {detail}).", result.title,
-                            result.version, result.chunks, result.status)
+        readers = "" if not restricted(result.audiences) else f"; readable by {', '.join(result.audiences)} only"
+        return UploadResult(True, f"{verb} “{result.title}” (version {result.version}, {detail}{readers}).",
+                            result.title, result.version, result.chunks, result.status)
 
-    def documents(self) -> list[DocumentInfo]:
+    def documents(self, audiences: Collection[str] | None = None) -> list[DocumentInfo]:
+        """The documents, or only those readers of `audiences` may read (a restricted title says too much)."""
         return [
             DocumentInfo(d.id, d.title, d.source, d.link, d.version, d.chunk_count,
-                         d.updated_at.isoformat() if d.updated_at else None)
+                         d.updated_at.isoformat() if d.updated_at else None, tuple(d.audiences or (EVERYONE,)))
             for d in list_documents(self.runtime.sessions)
+            if audiences is None or readable(d.audiences or (EVERYONE,), audiences)
         ]
+
+    def documents_for(self, platform: str, user_id: str) -> list[DocumentInfo]:
+        """What a chat `list` shows its (private) asker: every document to an admin, else the readable ones."""
+        return self.documents(None if self.is_admin(user_id) else self.audiences.audiences_of(platform, user_id))
 
     def remove(self, user_id: str, id_or_title: str) -> UploadResult:
         if not self.is_admin(user_id):
@@ -409,7 +463,7 @@ def _snapshot(passage: Passage) -> dict:
     return {
         "chunk_id": passage.chunk_id, "document_id": passage.document_id, "document_version": passage.document_version,
         "title": passage.title, "section": passage.section, "page": passage.page, "text": passage.text,
-        "score": passage.score,
+        "score": passage.score, "audiences": list(passage.audiences),
     }
 
 

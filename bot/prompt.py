@@ -33,6 +33,7 @@ class PromptSource:
     section: str
     text: str
     page: int | None = None
+    audience: str | None = None  # who may read it, shown only when not everyone (fine-tuning keeps it; #15)
 
 
 def default_brand_voice() -> str:
@@ -73,7 +74,8 @@ def user_message(question: str, sources: list[PromptSource]) -> str:
     for number, source in enumerate(sources, 1):
         where = source.title + (f" › {source.section}" if source.section else "")
         page = f' page="{source.page}"' if source.page else ""
-        blocks.append(f'<source id="{number}" title="{_attribute(where)}"{page}>\n{_data(source.text)}\n</source>')
+        audience = f' audience="{_attribute(source.audience)}"' if source.audience else ""
+        blocks.append(f'<source id="{number}" title="{_attribute(where)}"{page}{audience}>\n{_data(source.text)}\n</source>')
     return (
         "<sources>\n" + "\n".join(blocks) + "\n</sources>\n\n"
         f"<question>\n{_data(question)}\n</question>\n\n"

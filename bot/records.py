@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, SmallInteger, String, Text, UniqueConstraint, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from knowledge.db import Base
@@ -39,6 +39,8 @@ class Interaction(Base):
     fallback_model: Mapped[str | None] = mapped_column(Text)
     fallback_reason: Mapped[str | None] = mapped_column(String(32))
     fallback_reply: Mapped[str | None] = mapped_column(Text)
+    # The audiences the answer was allowed to read (where it was shown decides; bot/audiences.py). Migration 0002.
+    audiences: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
 
 class Feedback(Base):

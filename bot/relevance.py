@@ -14,6 +14,11 @@ its answerable questions. The price is near-topic questions ("pet insurance" nex
 similarity does not separate them from paraphrased answerable ones on real handbooks, and neither did the
 lexical signals tried (term coverage, unknown terms, score gaps). Refusing those needs a model that reads
 question and passage together (an LLM: the prompt's rule 3 makes it refuse them; or a cross-encoder).
+
+Audiences: a reader searches only the documents they may read, so the probes run against that same part of
+the corpus: the threshold is calibrated per (corpus version, reader's audiences). The hub cut stays
+corpus-wide: it is a property of passages (how close each sits to every question), one number that says
+nothing of any restricted text.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ import logging
 import json
 import statistics
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
 
 from knowledge import background as corpus_background
+from knowledge.audiences import EVERYONE
 from knowledge.background import PROBES, Background
 from knowledge.embeddings import Embedder
 from knowledge.retrieval import Passage, search
@@ -78,36 +85,39 @@ class Calibrator:
         self.embedder = embedder
         self.redis = redis_client
         self.margin = margin
-        self._calibrations: dict[int, Calibration] = {}
+        self._calibrations: dict[tuple[int, tuple[str, ...]], Calibration] = {}
         self._lock = threading.Lock()  # concurrent first questions calibrate once, not once each
 
-    def threshold(self, sessions, corpus_version: int) -> float:
-        return self.calibration(sessions, corpus_version).threshold
+    def threshold(self, sessions, corpus_version: int, audiences: Sequence[str] = (EVERYONE,)) -> float:
+        return self.calibration(sessions, corpus_version, audiences).threshold
 
     def background(self, sessions, corpus_version: int) -> Background:
         return self.calibration(sessions, corpus_version).background
 
-    def calibration(self, sessions, corpus_version: int) -> Calibration:
-        if corpus_version in self._calibrations:
-            return self._calibrations[corpus_version]
+    def calibration(self, sessions, corpus_version: int, audiences: Sequence[str] = (EVERYONE,)) -> Calibration:
+        """The calibration for readers of `audiences` (the probes search what they may read)."""
+        slot = (corpus_version, tuple(sorted({*audiences, EVERYONE})))
+        if slot in self._calibrations:
+            return self._calibrations[slot]
         with self._lock:
-            if corpus_version in self._calibrations:
-                return self._calibrations[corpus_version]
-            return self._compute(sessions, corpus_version)
+            if slot in self._calibrations:
+                return self._calibrations[slot]
+            return self._compute(sessions, slot)
 
-    def _compute(self, sessions, corpus_version: int) -> Calibration:
-        key = f"policybot:relevance:{self.embedder.name}:{corpus_version}:{self.margin}:v2"
+    def _compute(self, sessions, slot: tuple[int, tuple[str, ...]]) -> Calibration:
+        corpus_version, audiences = slot
+        key = f"policybot:relevance:{self.embedder.name}:{corpus_version}:{self.margin}:{','.join(audiences)}:v3"
         calibration = self._cached(key)
         if calibration is None:
-            calibration = self._calibrate(sessions)
+            calibration = self._calibrate(sessions, audiences)
             try:
                 self.redis.set(key, json.dumps({"threshold": calibration.threshold,
                                                 "hub_cut": calibration.background.hub_cut}), ex=7 * 24 * 3600)
             except redis.RedisError:
                 pass
-        if len(self._calibrations) > 16:  # old corpus versions are never asked again
+        if len(self._calibrations) > 64:  # old corpus versions are never asked again
             self._calibrations.clear()
-        self._calibrations[corpus_version] = calibration
+        self._calibrations[slot] = calibration
         return calibration
 
     def _cached(self, key: str) -> Calibration | None:
@@ -120,14 +130,14 @@ class Calibrator:
         data = json.loads(raw)
         return Calibration(float(data["threshold"]), Background(corpus_background.direction(self.embedder), float(data["hub_cut"])))
 
-    def _calibrate(self, sessions) -> Calibration:
+    def _calibrate(self, sessions, audiences: Sequence[str]) -> Calibration:
         vectors = corpus_background.probe_vectors(self.embedder)
         best = []
         with sessions() as session:
             background = corpus_background.measure(session, self.embedder)
             for probe, vector in zip(PROBES, vectors):
                 best.append(best_similarity(search(session, self.embedder, probe, k=3, mode="vector",
-                                                   query_embedding=vector)))
+                                                   query_embedding=vector, audiences=audiences)))
         if not any(best):
             return Calibration(FALLBACK_THRESHOLD, background)
         threshold = statistics.median(best) + self.margin

@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from knowledge import index
+from knowledge.audiences import EVERYONE, parse_audiences
 from knowledge.chunking import ChunkDraft, chunk_document
 from knowledge.embeddings import Embedder
 from knowledge.loaders import SUPPORTED_TYPES, DocumentError, LoadedDocument, load_bytes
@@ -32,6 +33,7 @@ class IngestResult:
     chunks: int
     status: str  # created | updated | unchanged
     corpus_version: int
+    audiences: tuple[str, ...] = (EVERYONE,)
 
 
 def passage_text(doc_title: str, section_path: str, body: str) -> str:
@@ -51,8 +53,11 @@ def ingest_bytes(
     link: str | None = None,
     uploaded_by: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    audiences: Iterable[str] | None = None,
 ) -> IngestResult:
-    """Load, chunk, embed and store one document. Raises DocumentError for bad input, before any write."""
+    """Load, chunk, embed and store one document. Raises DocumentError for bad input, before any write.
+    `audiences`: who may read it (knowledge/audiences.py); None keeps a replaced document's, `everyone` for a new one."""
+    names = list(parse_audiences(audiences)) if audiences is not None else None
     loaded = load_bytes(data, filename, max_bytes=max_bytes)
     source = source or filename
     title = (title or "").strip() or loaded.title
@@ -65,7 +70,17 @@ def ingest_bytes(
         if existing and existing.content_hash == loaded.content_hash and existing.title == title and (
             link is None or existing.link == link
         ):
-            return _result(existing, "unchanged", index.corpus_version(session))
+            if names is None or sorted(existing.audiences) == names:
+                return _result(existing, "unchanged", index.corpus_version(session))
+            unchanged_content = existing.id
+        else:
+            unchanged_content = None
+    if unchanged_content is not None:  # only who may read it changed: no need to embed it again
+        from knowledge.audiences import set_document_audiences
+
+        document = set_document_audiences(sessions, str(unchanged_content), names)
+        with sessions() as session:
+            return _result(document, "updated", index.corpus_version(session))
 
     # Embedding is the slow part: done outside the transaction so nothing is locked meanwhile.
     vectors = embedder.embed_passages([passage_text(title, d.section_path, d.text) for d in drafts])
@@ -79,7 +94,7 @@ def ingest_bytes(
         if existing is None:
             document = Document(
                 title=title, source=source, link=link, doc_type=loaded.doc_type, content_hash=loaded.content_hash,
-                version=1, size_bytes=len(data), uploaded_by=uploaded_by,
+                version=1, size_bytes=len(data), uploaded_by=uploaded_by, audiences=names or [EVERYONE],
             )
             session.add(document)
             session.flush()
@@ -93,6 +108,7 @@ def ingest_bytes(
             document.content_hash, document.size_bytes = loaded.content_hash, len(data)
             document.version += 1
             document.uploaded_by = uploaded_by or document.uploaded_by
+            document.audiences = names or document.audiences
             document.updated_at = func.now()
             status = "updated"
         _insert_chunks(session, document, drafts, vectors)
@@ -218,4 +234,5 @@ def _result(document: Document, status: str, corpus_version: int) -> IngestResul
     return IngestResult(
         document_id=document.id, title=document.title, source=document.source, version=document.version,
         chunks=document.chunk_count, status=status, corpus_version=corpus_version,
+        audiences=tuple(document.audiences or (EVERYONE,)),
     )

@@ -13,11 +13,23 @@ Hub passages, close to every question (knowledge/background.py), are ranked lowe
 The full-text half is bounded: query terms are kept rarest first until the chunks they match would exceed
 `text_budget`, so a question full of common words ("policy", "employee") cannot make PostgreSQL rank most
 of the corpus. Term frequencies come from `term_stats`, which ingestion keeps exact.
+
+Audiences (knowledge/audiences.py): every candidate source (the vector half's index scan, the full-text half)
+keeps only chunks of documents the reader may read: AUDIENCE_FILTER, one SQL fragment with one bind parameter
+(`:audiences`), inside the same round trip, so the top k are the top k of what the reader may read, never a
+post-filter that returns fewer. pgvector's HNSW scan (0.6) filters the `hnsw.ef_search` nearest rows it found;
+when restricted chunks crowd those out (the vector half found fewer than `candidates`) and fewer than k rows
+come back, the query runs again in the same transaction with a wider scan (FILTERED_EF_SEARCH); measured on
+20k chunks the filtered query still walks the HNSW index (a nested loop on the small documents table). The term statistics stay corpus-wide: they hold chunk
+counts per lexeme, never text, and they only choose which of the question's own words the full-text half
+uses and whether its best *permitted* passage is rescued; a restricted chunk can only make a word look
+more common, never be returned.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pgvector.sqlalchemy import Vector
@@ -26,6 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
+from knowledge.audiences import EVERYONE
 from knowledge.background import Background
 from knowledge.embeddings import Embedder
 from knowledge.schema import TS_CONFIG
@@ -40,6 +53,13 @@ RESCUE_MAX_SHARE = 0.002
 HUB_PENALTY = 1.0  # cosine distance added per unit of background similarity above the hub cut
 PER_DOCUMENT = 3
 MODES = ("hybrid", "vector", "text")
+FILTERED_EF_SEARCH = 1000  # the HNSW scan's width on the second try, when the audience filter thinned it
+
+
+def audience_filter(chunk: str) -> str:
+    """The SQL condition that keeps a chunk (`chunk` is its table alias or name) only when the reader's
+    audiences (bind parameter `:audiences`, text[]) meet its document's. Applied to every candidate source."""
+    return f"{chunk}.document_id IN (SELECT id FROM documents WHERE audiences && CAST(:audiences AS text[]))"
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,7 @@ class Passage:
     similarity: float | None  # cosine similarity of query and chunk, when the vector half found it
     matched_terms: int  # query terms (after the frequency cut) present in the chunk
     rescued: bool = False  # placed by the rare-term rescue, not by its fused score
+    audiences: tuple[str, ...] = (EVERYONE,)  # who may read its document
 
     def as_json(self) -> dict:
         return {
@@ -67,6 +88,7 @@ class Passage:
             "page": self.page,
             "text": self.text,
             "score": round(self.score, 6),
+            "audiences": list(self.audiences),
         }
 
 
@@ -96,7 +118,7 @@ vec AS (
            row_number() OVER (ORDER BY distance + :hub_penalty * greatest(0, background - :hub_cut), id) AS rank
     FROM (
         SELECT id, embedding <=> :embedding AS distance, -(embedding <#> :direction) AS background FROM chunks
-        WHERE :use_vector ORDER BY embedding <=> :embedding LIMIT :candidates
+        WHERE :use_vector AND {permitted_chunks} ORDER BY embedding <=> :embedding LIMIT :candidates
     ) v
 ),
 fts AS (
@@ -105,7 +127,7 @@ fts AS (
     FROM (
         SELECT c.id, sum(kept.idf * (0.5 + ts_rank(c.tsv, kept.q, 1))) AS score
         FROM tsq, chunks c JOIN kept ON c.tsv @@ kept.q
-        WHERE :use_text AND tsq.nterms > 0 AND c.tsv @@ tsq.q
+        WHERE :use_text AND tsq.nterms > 0 AND c.tsv @@ tsq.q AND {permitted_c}
         GROUP BY c.id ORDER BY score DESC, c.id LIMIT :candidates
     ) t
 ),
@@ -137,15 +159,23 @@ rescue AS (
 picked AS (SELECT * FROM top UNION ALL SELECT * FROM rescue)
 SELECT r.id, r.score, r.vector_rank, r.text_rank, r.similarity, r.rescued,
        c.document_id, c.section_path, c.page, c.text,
-       d.title, d.source, d.link, d.version,
-       (SELECT count(*) FROM kept WHERE c.tsv @@ kept.q) AS matched_terms
+       d.title, d.source, d.link, d.version, d.audiences,
+       (SELECT count(*) FROM kept WHERE c.tsv @@ kept.q) AS matched_terms,
+       (SELECT count(*) FROM vec) AS vector_found
 FROM picked r JOIN chunks c ON c.id = r.id JOIN documents d ON d.id = c.document_id
 ORDER BY r.rescued, r.score DESC, r.id
 """
 
-_QUERY = text(_SQL.format(cfg=TS_CONFIG)).bindparams(bindparam("words", type_=ARRAY(Text)))
+_QUERY = text(_SQL.format(cfg=TS_CONFIG, permitted_chunks=audience_filter("chunks"),
+                          permitted_c=audience_filter("c"))).bindparams(
+    bindparam("words", type_=ARRAY(Text)), bindparam("audiences", type_=ARRAY(Text)))
 _STATEMENTS: dict[int, object] = {}  # per embedding dimension
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _all_audiences(session: Session) -> set[str]:
+    """Every audience some document has (when the reader holds them all, the filter removes nothing)."""
+    return set(session.execute(text("SELECT DISTINCT unnest(audiences) FROM documents")).scalars())
 
 
 def query_words(question: str, limit: int = 32) -> list[str]:
@@ -172,8 +202,10 @@ def search(
     per_document: int = PER_DOCUMENT,
     background: Background | None = None,
     hub_penalty: float = HUB_PENALTY,
+    audiences: Sequence[str] = (EVERYONE,),
 ) -> list[Passage]:
-    """Top-k passages for a question. `query_embedding` may be passed when the caller already has it;
+    """Top-k passages for a question, from documents the reader may read (`audiences`: the reader's, which
+    always count `everyone`). `query_embedding` may be passed when the caller already has it;
     `background` (knowledge.background.measure, once per corpus version) ranks hub passages lower."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
@@ -188,9 +220,7 @@ def search(
     if statement is None:
         statement = _STATEMENTS[len(embedding)] = _QUERY.bindparams(
             bindparam("embedding", type_=Vector(len(embedding))), bindparam("direction", type_=Vector(len(embedding))))
-    rows = session.execute(
-        statement,
-        {
+    params = {
             "words": query_words(question),
             "budget": text_budget,
             "embedding": embedding,
@@ -207,8 +237,15 @@ def search(
             "direction": background.direction,
             "hub_cut": background.hub_cut,
             "hub_penalty": hub_penalty,
-        },
-    ).all()
+            "audiences": sorted({*audiences, EVERYONE}),
+        }
+    rows = session.execute(statement, params).all()
+    if use_vector and (not rows or rows[0].vector_found < candidates) and len(rows) < k and (
+            _all_audiences(session) - set(params["audiences"])):
+        # The audience filter may have thinned the HNSW scan's candidates (fewer than asked for, and fewer than
+        # k passages): once more, wider.
+        session.execute(text(f"SET LOCAL hnsw.ef_search = {FILTERED_EF_SEARCH}"))
+        rows = session.execute(statement, params).all()
     if len(rows) > k:  # a rescued passage takes the last place (never the only one)
         rows = [*rows[: k - 1], rows[-1]] if k > 1 else rows[:1]
     return [
@@ -218,6 +255,7 @@ def search(
             score=float(row.score), vector_rank=row.vector_rank, text_rank=row.text_rank,
             similarity=float(row.similarity) if row.similarity is not None else None,
             matched_terms=int(row.matched_terms), rescued=bool(row.rescued),
+            audiences=tuple(row.audiences or (EVERYONE,)),
         )
         for row in rows
     ]

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import BigInteger, Computed, DateTime, ForeignKey, Integer, String, Text, func
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from knowledge.db import Base
@@ -34,6 +34,8 @@ class Document(Base):
     size_bytes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     chunk_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     uploaded_by: Mapped[str | None] = mapped_column(Text)
+    # Who may read it (knowledge/audiences.py); retrieval filters on it in SQL. Migration 0002.
+    audiences: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{everyone}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

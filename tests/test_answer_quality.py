@@ -153,7 +153,7 @@ def test_a_close_call_says_it_may_not_be_exactly_what_was_asked(policybot, runti
                                                       background=calibrated.background) if p.similarity)
     assert similarity >= calibrated.threshold + CLOSE_CALL  # a clear pass: the plain intro above
     # A corpus whose probes sit closer: this question now passes by less than CLOSE_CALL.
-    policybot.calibrator._calibrations[version] = Calibration(similarity - CLOSE_CALL / 2, calibrated.background)
+    policybot.calibrator._calibrations[(version, ("everyone",))] = Calibration(similarity - CLOSE_CALL / 2, calibrated.background)
     runtime.redis.flushdb()
     hedged = policybot.answer(question, "U1")
     assert hedged.kind == "extractive" and hedged.text.startswith(CLOSE_CALL_INTRO) and "25 days" in hedged.text

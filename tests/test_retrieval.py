@@ -121,7 +121,7 @@ def test_search_cli_json(runtime, tmp_path, monkeypatch, capsys):
     output = json.loads(capsys.readouterr().out)
     assert output["query"] == "When is lunch served?" and len(output["results"]) == 2
     result = output["results"][0]
-    assert set(result) == {"document", "section", "page", "text", "score"}
+    assert set(result) == {"document", "section", "page", "text", "score", "audiences"}
     assert set(result["document"]) == {"id", "title", "source", "link"}
     assert result["document"]["source"] == "canteen.md" and result["section"] == "Opening hours"
 

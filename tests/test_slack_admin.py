@@ -66,7 +66,7 @@ async def test_admin_uploads_a_document_and_answers_cite_it(slack_bot, fake_slac
         file_input = view["blocks"][0]["element"]
         assert file_input["type"] == "file_input" and file_input["max_files"] == 1
         assert file_input["filetypes"] == ["pdf", "docx", "md", "txt", "html"]
-        assert [b["block_id"] for b in view["blocks"] if b["type"] == "input"] == ["file", "title", "link"]
+        assert [b["block_id"] for b in view["blocks"] if b["type"] == "input"] == ["file", "title", "link", "audiences"]
 
         file = fake_slack.add_file("remote-work.md", POLICY, "text/markdown")
         submitted = await submit_upload(slack, ADMIN, file, title="Remote Work & Travel",

@@ -149,7 +149,7 @@ def test_manifest_matches_the_code():
     manifest = yaml.safe_load((Path(http.__file__).parent / "manifest.yaml").read_text())
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "app_mentions:read", "chat:write", "im:history", "im:read", "im:write", "commands", "files:read",
-        "assistant:write", "users:read"}
+        "assistant:write", "users:read", "usergroups:read"}
     settings = manifest["settings"]
     assert set(settings["event_subscriptions"]["bot_events"]) == {
         "app_mention", "message.im", "app_home_opened", "assistant_thread_started"}

@@ -12,6 +12,7 @@ from typing import Callable
 
 from adapters.cli import console
 from adapters.settings import Settings, load_settings
+from bot.audiences import AudienceConfigError
 from knowledge.embeddings import EmbeddingMismatch
 
 log = logging.getLogger("policybot")
@@ -97,7 +98,7 @@ def _run(args: argparse.Namespace, settings: Settings, one_line_errors: bool, lo
         return int(args.handler(settings, args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (UserFacingError, EmbeddingMismatch) as err:
+    except (UserFacingError, EmbeddingMismatch, AudienceConfigError) as err:
         print(f"policybot: {err}", file=sys.stderr)
         return 1
     except Exception as err:

@@ -10,9 +10,11 @@ from importlib import resources
 from pathlib import Path
 
 from adapters import terminal
+from adapters.cli import UserFacingError
 from bot.config import Settings
 from bot.core import PolicyBot
 from bot.runtime import Runtime, build_runtime
+from knowledge.audiences import AudienceError, parse_audiences
 from knowledge.ingest import discover, ingest_file, list_documents
 
 
@@ -22,6 +24,8 @@ def register(commands) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--user", default=None, help="who asks (default: your login name)")
     p.add_argument("--conversation", default=None, help="conversation id, to ask follow-ups across calls")
+    p.add_argument("--audience", metavar="NAME[,NAME]", default=None,
+                   help="ask as a member of these document audiences (default: everyone only)")
     p = commands.add("chat", chat, "interactive chat in the terminal (loads the sample handbook if empty)")
     p.add_argument("--no-sample", action="store_true", help="do not load the sample handbook into an empty base")
 
@@ -42,8 +46,14 @@ def load_sample_if_empty(runtime: Runtime) -> int:
 
 
 def ask(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        audiences = parse_audiences(args.audience) if args.audience else ()
+    except AudienceError as err:
+        raise UserFacingError(str(err)) from err
     bot = PolicyBot(build_runtime(settings))
-    answer = bot.answer(args.question, args.user or getpass.getuser(), "terminal", args.conversation)
+    # The terminal shows the answer to its asker only; the audiences are the ones stated, never looked up.
+    answer = bot.answer(args.question, args.user or getpass.getuser(), "terminal", args.conversation,
+                        private=True, audiences=audiences)
     if args.json:
         print(json.dumps(answer.as_json(), indent=2, ensure_ascii=False))
     else:

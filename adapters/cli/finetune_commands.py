@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from adapters.cli import UserFacingError
+from knowledge.audiences import AudienceError, parse_audiences
 from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
 
@@ -30,6 +31,9 @@ def register(commands) -> None:
     p.add_argument("--validation-share", type=float, default=None, metavar="F", help="default 0.1")
     p.add_argument("--corrections-from", choices=("auto", "admins", "anyone"), default="auto",
                    help="whose corrections to use (auto: the admins when POLICYBOT_ADMINS is set, else anyone)")
+    p.add_argument("--audience", default="everyone", metavar="NAME[,NAME]",
+                   help="whose documents the examples may show (default: everyone only, so a model trained on it "
+                        "cannot repeat restricted text)")
     p.add_argument("--json", action="store_true")
 
     p = commands.add("validate", validate, "check a dataset file: format, roles, token counts", group="finetune")
@@ -102,6 +106,8 @@ def register(commands) -> None:
     commands.group("feedback", "feedback insight")
     p = commands.add("stats", feedback_stats, "👍/👎 by document and week, most 👎 answers", group="feedback")
     p.add_argument("--top", type=int, default=10)
+    p.add_argument("--audience", default="everyone", metavar="NAME[,NAME]|all",
+                   help="count only answers readers of these audiences may see (default: everyone; all: every answer)")
     p.add_argument("--json", action="store_true")
 
 
@@ -128,6 +134,10 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
             raise UserFacingError("--corrections-from admins needs POLICYBOT_ADMINS")
         # HR members' answers to escalations (bot.escalation) count as admin corrections.
         authors = set(settings.admins) | set(settings.hr_members)
+    try:
+        audiences = parse_audiences(args.audience)
+    except AudienceError as err:
+        raise UserFacingError(str(err)) from err
     runtime = _runtime(settings)
     try:
         dataset = build_dataset(
@@ -135,7 +145,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
             embedder=runtime.embedder, distractors=max(0, args.distractors),
             min_examples=DEFAULT_MIN_EXAMPLES if args.min_examples is None else args.min_examples,
             validation_share=DEFAULT_VALIDATION_SHARE if args.validation_share is None else args.validation_share,
-            correction_authors=authors, accepted_corrections=set(args.accept_correction),
+            correction_authors=authors, accepted_corrections=set(args.accept_correction), audiences=audiences,
         )
     except DatasetTooSmall as err:
         raise UserFacingError(str(err)) from err
@@ -396,7 +406,11 @@ def eval_answers(settings: Settings, args: argparse.Namespace) -> int:
 def feedback_stats(settings: Settings, args: argparse.Namespace) -> int:
     from bot.finetune.stats import feedback_stats as compute, render
 
-    stats = compute(_runtime(settings).sessions, top=args.top)
+    try:
+        audiences = None if args.audience == "all" else parse_audiences(args.audience)
+    except AudienceError as err:
+        raise UserFacingError(str(err)) from err
+    stats = compute(_runtime(settings).sessions, top=args.top, audiences=audiences)
     if args.json:
         _print_json(stats)
     else:

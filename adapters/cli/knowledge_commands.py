@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from adapters.cli import UserFacingError
 from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
 from knowledge import migrate
@@ -16,6 +17,7 @@ from knowledge.evaluation import evaluate_retrieval, load_questions
 from knowledge.ingest import discover, ingest_file, list_documents, remove_document
 from knowledge.loaders import DocumentError
 from knowledge.reindex import reindex
+from knowledge.audiences import EVERYONE, AudienceError, parse_audiences, reader_audiences, set_document_audiences
 from knowledge.background import measure as measure_background
 from knowledge.retrieval import MODES, search
 
@@ -33,18 +35,25 @@ def register(commands) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--title", help="document title (single file only); a document with this title is replaced")
     p.add_argument("--link", help="link shown in citations (single file only)")
+    p.add_argument("--audience", metavar="NAME[,NAME]",
+                   help="who may read them (default: everyone; a replaced document keeps its audiences)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
 
-    commands.group("docs", "list and remove documents")
+    commands.group("docs", "list and remove documents, and set who may read them")
     commands.add("list", docs_list, "list documents", group="docs").add_argument("--json", action="store_true")
     commands.add("remove", docs_remove, "remove a document by id, title or source", group="docs").add_argument(
         "document", metavar="ID|TITLE"
     )
+    p = commands.add("audience", docs_audience, "set who may read a document (no re-upload)", group="docs")
+    p.add_argument("document", metavar="ID|TITLE")
+    p.add_argument("audiences", metavar="NAME[,NAME]", help="e.g. leadership,payroll-de (or everyone)")
 
     p = commands.add("search", search_command, "show the passages retrieved for a question")
     p.add_argument("question")
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--mode", choices=MODES, default="hybrid")
+    p.add_argument("--audience", metavar="NAME[,NAME]", help="search as a member of these audiences "
+                                                              "(default: everyone only)")
     p.add_argument("--json", action="store_true")
 
     commands.add("reindex", reindex_command, "re-embed every chunk with the configured embedding model")
@@ -85,13 +94,14 @@ def ingest(settings: Settings, args: argparse.Namespace) -> int:
     if (args.title or args.link) and len(files) > 1:
         print("policybot: --title and --link apply to a single file; ingest the others separately", file=sys.stderr)
         return 2
+    audiences = _audiences(args.audience) if args.audience else None
     runtime = _runtime(settings)
     results, failures = [], 0
     for number, (path, source) in enumerate(files, 1):
         try:
             result = ingest_file(
                 runtime.sessions, runtime.embedder, path, source=source, title=args.title, link=args.link,
-                max_bytes=settings.max_document_bytes,
+                max_bytes=settings.max_document_bytes, audiences=audiences,
             )
         except (DocumentError, EmbeddingMismatch) as err:
             failures += 1
@@ -100,7 +110,8 @@ def ingest(settings: Settings, args: argparse.Namespace) -> int:
             continue
         if not args.json:  # the result goes to stdout; with --json the JSON below is the whole of it
             print(f"[{number}/{len(files)}] {source}: {result.status} \"{result.title}\" v{result.version}, "
-                  f"{result.chunks} chunks", flush=True)
+                  f"{result.chunks} chunks" + ("" if EVERYONE in result.audiences
+                                               else f", readable by {','.join(result.audiences)} only"), flush=True)
         results.append({**result.__dict__})
     if args.json:
         print(json.dumps({"results": results}, indent=2))
@@ -113,6 +124,7 @@ def docs_list(settings: Settings, args: argparse.Namespace) -> int:
         {
             "id": d.id, "title": d.title, "source": d.source, "link": d.link, "type": d.doc_type,
             "version": d.version, "chunks": d.chunk_count, "uploaded_by": d.uploaded_by,
+            "audiences": list(d.audiences or (EVERYONE,)),
             "updated_at": d.updated_at.isoformat() if d.updated_at else None,
         }
         for d in documents
@@ -123,7 +135,26 @@ def docs_list(settings: Settings, args: argparse.Namespace) -> int:
     if not rows:
         print("No documents yet. Add some with: policybot ingest PATH")
     for r in rows:
-        print(f"{r['id']:>4}  v{r['version']:<3} {r['chunks']:>4} chunks  {r['title']}  ({r['source']})")
+        print(f"{r['id']:>4}  v{r['version']:<3} {r['chunks']:>4} chunks  {r['title']}  ({r['source']})  "
+              f"[{','.join(r['audiences'])}]")
+    return 0
+
+
+def _audiences(value: str) -> tuple[str, ...]:
+    try:
+        return parse_audiences(value)
+    except AudienceError as err:
+        raise UserFacingError(str(err)) from err
+
+
+def docs_audience(settings: Settings, args: argparse.Namespace) -> int:
+    audiences = _audiences(args.audiences)
+    document = set_document_audiences(_runtime(settings).sessions, args.document, audiences)
+    if document is None:
+        print(f"policybot: no document with id, title or source {args.document!r}; see `policybot docs list`",
+              file=sys.stderr)
+        return 1
+    print(f"\"{document.title}\" is readable by {', '.join(document.audiences)}")
     return 0
 
 
@@ -142,7 +173,8 @@ def search_command(settings: Settings, args: argparse.Namespace) -> int:
     with runtime.sessions() as session:
         # Ranked as the bot ranks them for an answer: hub passages lower (knowledge/background.py).
         passages = search(session, runtime.embedder, args.question, k=args.k, mode=args.mode,
-                          background=measure_background(session, runtime.embedder))
+                          background=measure_background(session, runtime.embedder),
+                          audiences=reader_audiences(_audiences(args.audience) if args.audience else ()))
     if args.json:
         print(json.dumps({"query": args.question, "results": [p.as_json() for p in passages]}, indent=2,
                          ensure_ascii=False))

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from adapters import memberships
 from adapters.answer_worker import run_answer_worker
 from adapters.platforms import PLATFORMS
 from adapters.server import build_app
@@ -67,6 +68,7 @@ def run_server(settings: Settings, reuse_port: bool, apply_migrations: bool = Tr
                queue: TurnQueue | None = None) -> None:
     runtime = build_runtime(settings, apply_migrations=apply_migrations)
     bot = PolicyBot(runtime)
+    memberships.install(bot)  # who holds which document audience
     bot.warm_up()
     app = build_app(bot, PLATFORMS, queue)
     log.info("listening on %s:%d", settings.host, settings.port)

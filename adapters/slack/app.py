@@ -26,6 +26,7 @@ from adapters.slack import render, uploads
 from adapters.slack.escalation import SlackEscalation
 from adapters.slack.replier import PLATFORM, QUESTION_TURN, RunBlocking, SlackReplier, slack_error
 from bot.core import PolicyBot
+from knowledge.audiences import AudienceError, parse_audiences
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ class SlackAdapter:
         turn = dict(event_id=body.get("event_id"), question=text, user=user, channel=channel, thread_ts=thread_ts,
                     team=team_of(body, event))
         if event.get("channel_type") == "im":
-            await self.hand_off(turn)
+            # Only the asker sees a DM's answer: their audiences apply (a group DM, mpim, counts as a channel).
+            await self.hand_off({**turn, "private": True})
             return
         # A reply in a channel thread the bot answered in (needs the message.channels / message.groups events).
         # A reply that mentions the bot arrives as app_mention too, and is answered from there.
@@ -205,7 +207,8 @@ class SlackAdapter:
                       response_type="ephemeral")
 
     async def list_documents(self, command: dict) -> None:
-        documents = await self.run_blocking(self.bot.documents)
+        # The list goes to its asker only: the documents they may read (an admin: all of them).
+        documents = await self.run_blocking(self.bot.documents_for, PLATFORM, command.get("user_id") or "")
         await self.respond(command, render.documents_text(documents))
 
     async def remove_document(self, command: dict, title: str) -> None:
@@ -250,6 +253,12 @@ class SlackAdapter:
         if request.link and not render.is_linkable(request.link):
             await ack(response_action="errors", errors={"link": "Use a web address starting with https://"})
             return
+        if request.audiences:
+            try:
+                parse_audiences(request.audiences)
+            except AudienceError as err:
+                await ack(response_action="errors", errors={"audiences": str(err)})
+                return
         await ack()  # closes the modal; the result comes as a DM
         self.background.spawn(self.ingest(user, request), "ingest")
 
@@ -266,7 +275,8 @@ class SlackAdapter:
         except uploads.UploadProblem as problem:
             await self.replier.dm(user, render.escape(f"Upload failed: {problem} Nothing was changed."))
             return
-        result = await self.run_blocking(self.bot.upload, user, file.name, data, request.title, request.link)
+        result = await self.run_blocking(self.bot.upload, user, file.name, data, request.title, request.link,
+                                         request.audiences)
         await self.replier.dm(user, render.escape(result.message))
 
     async def _file_info(self, file: uploads.SlackFile) -> uploads.SlackFile:

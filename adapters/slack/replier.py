@@ -73,7 +73,7 @@ class SlackReplier:
         return self._stream_client
 
     async def say_busy(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
-                       only_if_engaged: bool = False, team: str | None = None) -> None:
+                       only_if_engaged: bool = False, team: str | None = None, private: bool = False) -> None:
         """The answer workers have more questions waiting than they can take: say so now rather than let
         everyone's wait grow. Not a recorded turn (nothing to rate)."""
         if await self._take(event_id, channel, thread_ts, only_if_engaged):
@@ -91,17 +91,19 @@ class SlackReplier:
         return True
 
     async def answer(self, event_id: str | None, question: str, user: str, channel: str, thread_ts: str,
-                     only_if_engaged: bool = False, team: str | None = None) -> None:
+                     only_if_engaged: bool = False, team: str | None = None, private: bool = False) -> None:
         """Answer a question in its thread (a status first if it takes a while; an LLM answer streamed as it is
         written, adapters.slack.stream); the keyword arguments are a queued turn's (QUESTION_TURN). `team`: the
-        asker's workspace, which a stream into a channel thread names (recipient_team_id)."""
+        asker's workspace, which a stream into a channel thread names (recipient_team_id); `private`: a DM, where
+        the asker's own audiences are read (bot.audiences)."""
         if not await self._take(event_id, channel, thread_ts, only_if_engaged):
             return
         started = time.monotonic()
         log_question(self.settings, PLATFORM, user, question)
         feed = DeltaFeed() if self.settings.stream_answers else None
         work = asyncio.ensure_future(
-            self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}", on_text=feed))
+            self.run_blocking(self.bot.answer, question, user, PLATFORM, f"{channel}:{thread_ts}", on_text=feed,
+                              private=private))
         quick = await background.ready_within(work, background.INDICATOR_DELAY_S)
         status_shown = not quick and await self.set_status(channel, thread_ts, STATUS)
         stream = None

@@ -70,6 +70,7 @@ class UploadRequest:
     file: SlackFile | None
     title: str | None
     link: str | None
+    audiences: str | None = None  # who may read it, as typed (`leadership, payroll-de`); None: everyone / kept
 
 
 def upload_modal(max_bytes: int) -> dict:
@@ -92,6 +93,11 @@ def upload_modal(max_bytes: int) -> dict:
                        hint=PlainTextObject(
                            text="Where employees can read the official version, e.g. the intranet page."),
                        element=UrlInputElement(action_id="link")),
+            InputBlock(block_id="audiences", optional=True, label=PlainTextObject(text="Who may read it"),
+                       hint=PlainTextObject(
+                           text="Audiences, separated by commas (e.g. leadership, payroll-de). Leave empty for "
+                                "everyone, or to keep a replaced document's."),
+                       element=PlainTextInputElement(action_id="audiences", max_length=200)),
             ContextBlock(elements=[MarkdownTextObject(
                 text=f"PDF, Word (.docx), Markdown, text or HTML, up to {limit_mb:.0f} MB.")]),
         ],
@@ -103,10 +109,12 @@ def parse_upload_submission(view: dict) -> UploadRequest:
     files = ((values.get("file") or {}).get("file") or {}).get("files") or []
     title = ((values.get("title") or {}).get("title") or {}).get("value")
     link = ((values.get("link") or {}).get("link") or {}).get("value")
+    audiences = ((values.get("audiences") or {}).get("audiences") or {}).get("value")
     return UploadRequest(
         file=SlackFile.from_payload(files[0]) if files and isinstance(files[0], dict) else None,
         title=(title or "").strip() or None,
         link=(link or "").strip() or None,
+        audiences=(audiences or "").strip() or None,
     )
 
 

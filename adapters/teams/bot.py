@@ -118,7 +118,7 @@ class TeamsActivities(TeamsActivityHandler):
         if command == "list":
             if argument and argument.lower() not in ("documents", "docs", "all", "policies"):
                 return False
-            documents = await self.run(self.core.documents)
+            documents = await self.run(self.core.documents_for, PLATFORM, user_id)  # a personal chat: theirs
             await self._say(turn_context, render.document_list(documents))
             return True
         if command == "console":  # a one-time sign-in link to the admin console (adapters.admin)
@@ -141,16 +141,16 @@ class TeamsActivities(TeamsActivityHandler):
                 return False
             if not argument:
                 return await self._say(turn_context, "Say which document, e.g. `remove Travel Policy`.")
-            if not self.core.is_admin(user_id) and not await self._names_a_document(argument):
+            if not self.core.is_admin(user_id) and not await self._names_a_document(argument, user_id):
                 return False  # a question that starts with "remove", from someone who can't remove anyway
             result = await self.run(self.core.remove, user_id, argument)
             await self._say(turn_context, result.message)
             return True
         return False
 
-    async def _names_a_document(self, name: str) -> bool:
+    async def _names_a_document(self, name: str, user_id: str) -> bool:
         wanted = name.strip().casefold()
-        documents = await self.run(self.core.documents)
+        documents = await self.run(self.core.documents_for, PLATFORM, user_id)
         return any(wanted in (d.title.casefold(), d.source.casefold(), str(d.id)) for d in documents)
 
     async def _answer(self, turn_context: TurnContext, question: str, user_id: str) -> None:
@@ -164,7 +164,8 @@ class TeamsActivities(TeamsActivityHandler):
                                                      ask_hr=ask_hr)
         else:
             answer = await self._typing_while(
-                turn_context, self.run(self.core.answer, question, user_id, PLATFORM, activity.conversation.id),
+                turn_context, self.run(self.core.answer, question, user_id, PLATFORM, activity.conversation.id,
+                                       private=scope(activity) == "personal"),  # a channel's answer is everyone's
                 delay_s=background.INDICATOR_DELAY_S)
             response = await turn_context.send_activity(render.answer_activity(answer, ask_hr=ask_hr(answer)))
             metrics.observe_first_text(PLATFORM, time.monotonic() - started, streamed=False)
@@ -180,7 +181,10 @@ class TeamsActivities(TeamsActivityHandler):
             await self._say(turn_context, _NOT_ADMIN_UPLOAD)
             return
         match = _COMMAND.match(text)
-        title = match.group(2).strip() if match and match.group(1).lower() == "upload" and len(files) == 1 else None
+        argument = match.group(2) if match and match.group(1).lower() == "upload" else ""
+        # `upload TITLE for NAME[,NAME]`: the title (one file only) and who may read the files.
+        title, audiences = uploads.upload_text(argument, self.core.audiences.directory.names)
+        title = title if len(files) == 1 else None
 
         async def ingest_all() -> list:
             results: list = []
@@ -194,7 +198,8 @@ class TeamsActivities(TeamsActivityHandler):
                     log.warning("upload of %s failed: %s", file.filename, err.reason)
                     results.append(str(err))
                     continue
-                results.append(await self.run(self.core.upload, user_id, file.filename, data, title=title or None))
+                results.append(await self.run(self.core.upload, user_id, file.filename, data, title=title or None,
+                                              audiences=audiences))
             return results
 
         results = await self._typing_while(turn_context, ingest_all())
@@ -273,7 +278,8 @@ class TeamsActivities(TeamsActivityHandler):
         if self.core.is_admin(user_id):
             lines += [
                 "- **Admins:** send a file (pdf, docx, md, txt, html) here to add it, or to replace the document "
-                "with the same file name; write `upload TITLE` with it to set the title shown in citations",
+                "with the same file name; write `upload TITLE` with it to set the title shown in citations, and "
+                "`upload TITLE for NAME[,NAME]` (or `upload for NAME`) to let only those audiences read it",
                 "- **Admins:** `remove TITLE` takes a document out",
                 "- **Admins:** `console` sends a sign-in link to the admin console",
             ]

@@ -44,7 +44,7 @@ async def streamed_answer(turn_context: TurnContext, core, run, question: str, u
     answer's "Ask HR" card (or None)."""
     feed = DeltaFeed()
     work = asyncio.ensure_future(run(core.answer, question, user_id, PLATFORM, turn_context.activity.conversation.id,
-                                     on_text=feed))
+                                     on_text=feed, private=True))  # a personal chat: the asker's own audiences
     if await background.ready_within(work, background.INDICATOR_DELAY_S):
         answer: Answer = work.result()
         response = await turn_context.send_activity(render.answer_activity(answer, ask_hr=ask_hr(answer)))

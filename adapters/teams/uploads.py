@@ -16,7 +16,8 @@ Every failure becomes a DownloadError whose message names the file and says what
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
@@ -138,3 +139,18 @@ def _safe_name(name: str | None, file_type: str | None) -> str:
 
 def _suffix(filename: str) -> str:
     return PurePosixPath(filename).suffix.lower()
+
+
+_FOR = re.compile(r"^(?P<title>.*?)\s*\bfor\s+(?P<audiences>[\w.,\s-]+)$", re.I | re.S)
+
+
+def upload_text(argument: str, known_audiences: Collection[str]) -> tuple[str | None, str | None]:
+    """`upload TITLE for NAME[,NAME]` -> (title, audiences). The `for …` part counts only when every name in it
+    is a configured audience (or `everyone`), so a title such as "Allowance for travel" stays whole."""
+    argument = argument.strip()
+    match = _FOR.match(argument)
+    if match:
+        names = [n.strip().lower() for n in match.group("audiences").split(",") if n.strip()]
+        if names and all(n in known_audiences or n == "everyone" for n in names):
+            return match.group("title").strip() or None, ",".join(names)
+    return argument or None, None

@@ -147,3 +147,10 @@ def load_candidates(sessions: sessionmaker, correction_authors: set[str] | None 
 def current_documents(sessions: sessionmaker) -> dict[int, int]:
     with sessions() as session:
         return {int(r.id): int(r.version) for r in session.execute(_DOCUMENTS)}
+
+
+def document_audiences(sessions: sessionmaker) -> dict[int, tuple[str, ...]]:
+    """Who may read each current document (documents.audiences, migration 0002)."""
+    with sessions() as session:
+        return {int(r.id): tuple(r.audiences or ("everyone",))
+                for r in session.execute(text("SELECT id, audiences FROM documents"))}

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,11 +46,12 @@ from pathlib import Path
 from sqlalchemy.orm import sessionmaker
 
 from bot.finetune import formats
-from bot.finetune.candidates import Candidate, current_documents, load_candidates
+from bot.finetune.candidates import Candidate, current_documents, document_audiences, load_candidates
 from bot.finetune.examples import Example, ExampleBuilder, dpo_examples, sft_examples
 from bot.finetune.markers import prompt_sources, unsupported_claims
 from bot.finetune.scrub import ScrubReport
 from bot.prompt import PROMPT_VERSION
+from knowledge.audiences import EVERYONE, reader_audiences
 
 DEFAULT_MIN_EXAMPLES = 10
 DEFAULT_VALIDATION_SHARE = 0.1
@@ -88,16 +90,21 @@ def build_dataset(
     validation_share: float = DEFAULT_VALIDATION_SHARE,
     correction_authors: set[str] | None = None,
     accepted_corrections: set[str] | None = None,
+    audiences: Sequence[str] = (EVERYONE,),
 ) -> Dataset:
     """Build an sft or dpo dataset. Raises DatasetTooSmall when fewer than `min_examples` training examples remain.
 
     correction_authors: whose corrections count (e.g. the admins); None accepts anyone's.
-    accepted_corrections: interaction ids (or 8+ character prefixes) whose flagged corrections an admin confirmed."""
+    accepted_corrections: interaction ids (or 8+ character prefixes) whose flagged corrections an admin confirmed.
+    audiences: whose material the dataset may hold (default `everyone` only): an example with a passage of
+    another audience is left out (bot/finetune/examples.py)."""
     if kind not in formats.KINDS:
         raise ValueError(f"kind must be one of {formats.KINDS}, not {kind!r}")
     candidates, skipped = load_candidates(sessions, correction_authors)
     documents = current_documents(sessions)
-    builder = ExampleBuilder(brand_voice, hr_contact, documents, sessions, embedder, distractors)
+    readers = reader_audiences(audiences)
+    builder = ExampleBuilder(brand_voice, hr_contact, documents, sessions, embedder, distractors,
+                             audiences=document_audiences(sessions), readers=readers)
     made = sft_examples(candidates, builder) if kind == "sft" else dpo_examples(candidates, builder)
 
     dropped: Counter = Counter(skipped) + builder.skipped
@@ -163,6 +170,7 @@ def build_dataset(
         "stale_passages_removed": builder.stale_passages_removed,
         "distractors": distractors,
         "validation_share": validation_share,
+        "audiences": list(readers),
         "corrections_from": "anyone" if correction_authors is None else f"admins ({len(correction_authors)})",
         "brand_voice_sha256": hashlib.sha256(brand_voice.encode()).hexdigest(),
     }

@@ -1,6 +1,11 @@
 """Training examples from candidates: the serving prompt rebuilt from the interaction's snapshot (stale uncited
 passages left out, optional distractors interleaved), targets mapped to the prompt's numbering and scrubbed;
-sft from 👍 answers and corrections, dpo from corrections and 👍/👎 pairs."""
+sft from 👍 answers and corrections, dpo from corrections and 👍/👎 pairs.
+
+Audiences: every passage's audience is in the prompt (`audience="…"` on restricted passages, as when serving),
+and an example whose prompt holds a passage the export's readers may not read is left out whole (its answer
+was written with that passage in view, cited or not), so a model trained on an `everyone` export has never
+seen restricted text. A document's current audiences count (they may have changed since the answer)."""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from bot.audiences import prompt_audience
 from bot.cache import normalize_question
 from bot.finetune import formats
 from bot.finetune.candidates import Candidate
 from bot.finetune.markers import citation_positions, remap_markers
 from bot.finetune.scrub import ScrubReport, find_allowed, scrub
 from bot.prompt import PromptSource, build_messages
+from knowledge.audiences import EVERYONE, readable
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class _Prompt:
     layout: dict[int, int]  # 1-based snapshot position -> 1-based position in this prompt
     scrubbed: Counter  # what was scrubbed from the question
     sources: int = 0
+    unreadable: bool = False  # a passage the export's readers may not read: the example is left out
 
     def positions(self, candidate: Candidate) -> dict[int, int]:
         """The candidate's displayed markers -> this prompt's source numbers (same snapshot)."""
@@ -47,8 +55,12 @@ class _Prompt:
 
 class ExampleBuilder:
     def __init__(self, brand_voice: str, hr_contact: str, current: dict[int, int], sessions=None, embedder=None,
-                 distractors: int = 0):
+                 distractors: int = 0, audiences: dict[int, tuple[str, ...]] | None = None,
+                 readers: tuple[str, ...] = (EVERYONE,)):
+        """`audiences`: each current document's (None: every document is everyone's); `readers`: the audiences
+        the export is for (`finetune export --audience`)."""
         self.brand_voice, self.hr_contact, self.current = brand_voice, hr_contact, current
+        self.audiences, self.readers = audiences or {}, readers
         self.sessions, self.embedder, self.distractors = sessions, embedder, distractors
         self._prompts: dict[str, _Prompt] = {}
         self.stale_passages_removed = 0
@@ -74,14 +86,31 @@ class ExampleBuilder:
         passages = [(snapshot + extra)[i] for i in order]
         layout = {kept[old] + 1: new + 1 for new, old in enumerate(order) if old < len(snapshot)}
 
-        sources = [PromptSource(p.get("title") or "", p.get("section") or "", p.get("text") or "", p.get("page"))
-                   for p in passages]
+        passage_audiences = [self._audiences_of(p) for p in passages]
+        sources = [PromptSource(p.get("title") or "", p.get("section") or "", p.get("text") or "", p.get("page"),
+                                prompt_audience(a)) for p, a in zip(passages, passage_audiences)]
         company_text = self.brand_voice + "\n" + self.hr_contact + "\n" + "\n".join(s.text for s in sources)
         allowed = find_allowed(company_text)
         report = ScrubReport()
         question = scrub(candidate.question, report, allowed)
         messages = build_messages(question, sources, self.brand_voice, self.hr_contact)
-        return _Prompt(messages, allowed, layout, report.counts, len(sources))
+        unreadable = any(not readable(a, self.readers) for a in passage_audiences)
+        return _Prompt(messages, allowed, layout, report.counts, len(sources), unreadable)
+
+    def _audiences_of(self, passage: dict) -> tuple[str, ...]:
+        """The document's current audiences; a removed one's as recorded (older snapshots: everyone)."""
+        document = int(passage.get("document_id") or 0)
+        return self.audiences.get(document) or tuple(passage.get("audiences") or (EVERYONE,))
+
+    def usable(self, prompt: _Prompt) -> bool:
+        """Whether examples may be made from this prompt; counts why not."""
+        if not prompt.sources:
+            self.skipped["no_current_sources"] += 1
+            return False
+        if prompt.unreadable:
+            self.skipped["restricted_audience"] += 1
+            return False
+        return True
 
     def target(self, prompt: _Prompt, candidate: Candidate, answer: str, counts: Counter) -> tuple[str, bool]:
         """`answer` (the candidate's answer or a correction of it) with markers in the prompt's numbering, scrubbed.
@@ -99,10 +128,12 @@ class ExampleBuilder:
 
         have = {r.get("chunk_id") for r in candidate.retrieved}
         with self.sessions() as session:
-            found = search(session, self.embedder, candidate.question, k=len(have) + self.distractors + 5)
+            found = search(session, self.embedder, candidate.question, k=len(have) + self.distractors + 5,
+                           audiences=self.readers)
         extra = [p for p in found if p.chunk_id not in have][: self.distractors]
         return [{"chunk_id": p.chunk_id, "document_id": p.document_id, "document_version": p.document_version,
-                 "title": p.title, "section": p.section, "page": p.page, "text": p.text, "score": p.score}
+                 "title": p.title, "section": p.section, "page": p.page, "text": p.text, "score": p.score,
+                 "audiences": list(p.audiences)}
                 for p in extra]
 
 
@@ -121,8 +152,7 @@ def sft_examples(candidates: list[Candidate], builder: ExampleBuilder) -> list[E
         if c.verdict <= 0 and not corrections:
             continue
         prompt = builder.prompt(c)
-        if not prompt.sources:
-            builder.skipped["no_current_sources"] += 1
+        if not builder.usable(prompt):
             continue
         if c.verdict > 0:
             counts = Counter(prompt.scrubbed)
@@ -144,8 +174,7 @@ def dpo_examples(candidates: list[Candidate], builder: ExampleBuilder) -> list[E
         if not corrections:
             continue
         prompt = builder.prompt(c)
-        if not prompt.sources:
-            builder.skipped["no_current_sources"] += 1
+        if not builder.usable(prompt):
             continue
         for correction in corrections:
             counts = Counter(prompt.scrubbed)
@@ -164,7 +193,7 @@ def dpo_examples(candidates: list[Candidate], builder: ExampleBuilder) -> list[E
         disliked = [c for c in group if c.verdict < 0]
         for good in liked:
             prompt = builder.prompt(good)
-            if not prompt.sources:
+            if not prompt.sources or prompt.unreadable:
                 continue
             for bad in disliked:
                 counts = Counter(prompt.scrubbed)

@@ -4,16 +4,22 @@ A vote counts for every document the answer cited (an answer citing two document
 on answers that cited nothing (refusals, small talk) are listed under "(no document)". Cached copies of an
 answer are grouped with it (same question, normalized, and same answer text). Evaluation runs (platform
 "eval") have no feedback and are left out.
+
+Audiences: stats for readers of some audiences (`audiences`) count only votes on answers whose every retrieved
+or cited passage they may read (the document's current audiences; a removed one's as recorded), so neither a
+restricted title nor a question answered from restricted text shows in a report meant for others.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
 from bot.cache import normalize_question
+from knowledge.audiences import EVERYONE, readable, reader_audiences
 
 NO_DOCUMENT = "(no document)"
 
@@ -21,7 +27,7 @@ _VOTES = text(
     """
     SELECT f.rating, f.updated_at, f.comment, f.correction IS NOT NULL AS corrected,
            i.id AS interaction_id, coalesce(i.rewritten_question, i.question) AS question, i.answer, i.kind,
-           i.citations, i.created_at
+           i.citations, i.created_at, i.retrieved
     FROM feedback f JOIN interactions i ON i.id = f.interaction_id
     WHERE i.platform <> 'eval'
     ORDER BY f.updated_at
@@ -29,9 +35,15 @@ _VOTES = text(
 )
 
 
-def feedback_stats(sessions: sessionmaker, top: int = 10) -> dict:
+def feedback_stats(sessions: sessionmaker, top: int = 10, audiences: Sequence[str] | None = None) -> dict:
+    """The report; `audiences`: only what readers of those audiences may see (None: everything, for admins)."""
     with sessions() as session:
         rows = session.execute(_VOTES).all()
+        current = {int(r.id): tuple(r.audiences or (EVERYONE,))
+                   for r in session.execute(text("SELECT id, audiences FROM documents"))}
+    if audiences is not None:
+        readers = reader_audiences(audiences)
+        rows = [row for row in rows if _visible(row, current, readers)]
     totals = {"up": 0, "down": 0, "corrections": 0}
     by_document: dict[str, dict] = defaultdict(lambda: {"up": 0, "down": 0})
     by_week: dict[str, dict] = defaultdict(lambda: {"up": 0, "down": 0})
@@ -62,6 +74,15 @@ def feedback_stats(sessions: sessionmaker, top: int = 10) -> dict:
         "by_week": [{"week": w, **v} for w, v in sorted(by_week.items())],
         "most_disliked": worst[:top],
     }
+
+
+def _visible(row, current: dict[int, tuple[str, ...]], readers: tuple[str, ...]) -> bool:
+    recorded: dict[int, tuple[str, ...]] = {}
+    for passage in row.retrieved or []:
+        if passage.get("document_id") is not None:
+            recorded[int(passage["document_id"])] = tuple(passage.get("audiences") or (EVERYONE,))
+    documents = set(recorded) | {int(c["document_id"]) for c in row.citations or [] if c.get("document_id") is not None}
+    return all(readable(current.get(d) or recorded.get(d) or (EVERYONE,), readers) for d in documents)
 
 
 def render(stats: dict) -> str:

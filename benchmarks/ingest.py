@@ -119,35 +119,70 @@ def stub_handbook(folder: Path, passages: int, per_file: int = 20) -> None:
         (folder / f"policy-{f:04d}.md").write_text(f"# Policy {f}\n\n{body}\n", encoding="utf-8")
 
 
+def _stub_main(delay_ms: float, dim: int) -> int:
+    """Child process: the fake OpenAI-compatible server, so that its work does not take the client's GIL."""
+    from tests.fakes.openai_server import FakeOpenAI
+
+    fake = FakeOpenAI(embedding_dim=dim, embedding_delay_s=delay_ms / 1000)
+
+    def stats(fake_, handler, raw):
+        return 200, {"max_in_flight": fake_.embedding_max_in_flight}
+
+    def reset(fake_, handler, raw):
+        fake_.embedding_max_in_flight = 0
+        fake_.requests.clear()
+        return 200, {}
+
+    fake.routes[("GET", "/stats")] = stats
+    fake.routes[("POST", "/stats/reset")] = reset
+    fake.start()
+    print(fake.base_url, flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def _stub_call(base_url: str, method: str, path: str) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(base_url + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"{}")
+
+
 def run_stub(services, passages: int, delay_ms: float, concurrency: int) -> dict:
+    import subprocess
     import tempfile
 
     import openai
 
     from knowledge.embeddings import OpenAIEmbedder
     from knowledge.ingest import discover
-    from tests.fakes.openai_server import FakeOpenAI
 
-    fake = FakeOpenAI(embedding_dim=1536, embedding_delay_s=delay_ms / 1000).start()
-    out: dict = {"passages_requested": passages, "delay_ms": delay_ms, "dim": 1536, "runs": {},
-                 "loadavg_before": common.load_average()}
+    dim = 1536
+    child = subprocess.Popen([sys.executable, __file__, "--_stub-server", str(delay_ms), str(dim)],
+                             stdout=subprocess.PIPE, text=True, cwd=common.ROOT)
+    out: dict = {"passages_requested": passages, "delay_ms": delay_ms, "dim": dim, "runs": {},
+                 "stub": "tests/fakes/openai_server.py in its own process", "loadavg_before": common.load_average()}
     try:
+        base_url = child.stdout.readline().strip()
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "handbook"
             stub_handbook(folder, passages)
             files = discover([folder])
             documents = passages_per_document(files)
             for c in (concurrency, 1):
-                client = openai.OpenAI(api_key="stub", base_url=fake.base_url, max_retries=0, timeout=30)
+                client = openai.OpenAI(api_key="stub", base_url=base_url, max_retries=0, timeout=30)
                 embedder = OpenAIEmbedder(client=client, model="stub-embeddings", batch_size=64, concurrency=c)
-                fake.embedding_max_in_flight = 0
+                _stub_call(base_url, "POST", "/stats/reset")
                 run = {"embedder_alone": embed_alone(embedder, documents)}
                 run["pipeline"] = pipeline(services, embedder, files, "ingest_stub")
-                run["max_in_flight"] = fake.embedding_max_in_flight
+                run["max_in_flight"] = _stub_call(base_url, "GET", "/stats")["max_in_flight"]
                 out["runs"][str(c)] = run
                 log(f"openai stub, concurrency {c}: {run}")
     finally:
-        fake.stop()
+        child.kill()
+        child.wait()
     out["loadavg_after"] = common.load_average()
     return out
 
@@ -155,6 +190,9 @@ def run_stub(services, passages: int, delay_ms: float, concurrency: int) -> dict
 def main(argv: list[str] | None = None) -> int:
     from knowledge.embeddings import bulk_threads
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--_stub-server"]:
+        return _stub_main(float(argv[1]), int(argv[2]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", default="sample", help="sample, 18f, basecamp or a folder")
     parser.add_argument("--threads", type=int, default=0, help="local embedding threads (0: every core)")
@@ -166,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    results: dict = {"benchmark": "ingest", "command": "python benchmarks/ingest.py " + " ".join(
-        sys.argv[1:] if argv is None else argv), "machine": common.machine()}
+    results: dict = {"benchmark": "ingest", "command": "python benchmarks/ingest.py " + " ".join(argv),
+                     "machine": common.machine()}
     with common.start_services(redis=False) as services:
         if not args.skip_local:
             results["local"] = run_local(services, corpus_folder(args.corpus), bulk_threads(args.threads))

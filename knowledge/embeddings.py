@@ -6,6 +6,8 @@ the interface lets any backend do the same.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -76,8 +78,10 @@ class OpenAIEmbedder:
         if self._slots is None:
             self._slots = threading.BoundedSemaphore(max(1, self.concurrency))
         with self._slots:  # the bound holds across callers too (a folder ingest embeds several files at once)
-            response = self.client.embeddings.create(model=self.model, input=batch)
-        return [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+            response = self.client.embeddings.with_raw_response.create(model=self.model, input=batch)
+        # Plain JSON: the client's typed parse of 64 x 1536 floats took longer than the request (~2x per batch).
+        items = sorted(json.loads(response.text)["data"], key=lambda d: d["index"])
+        return [_vector(item["embedding"]) for item in items]
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         batches = [list(texts[start : start + self.batch_size]) for start in range(0, len(texts), self.batch_size)]
@@ -109,6 +113,13 @@ def bulk_threads(configured: int = 0) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _vector(embedding) -> list[float] | np.ndarray:
+    """A float list, or the base64 of little-endian float32s that some servers send."""
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+    return embedding
 
 
 class EmbeddingMismatch(RuntimeError):

@@ -260,6 +260,15 @@ def run_quality(postgres, name: str, split: str) -> dict | None:
     if chunks <= 0:
         log(f"{name}: no database hb_{name}: run benchmarks/real_handbooks.py --corpus {name} first")
         return None
+    from sqlalchemy import create_engine
+
+    from knowledge import migrate
+
+    engine = create_engine(url)
+    try:
+        migrate.upgrade(engine)  # as real_handbooks.py would on its next run
+    finally:
+        engine.dispose()
     if _count(url, LC_TABLE) != chunks:
         log(f"{name}: building LangChain's table from hb_{name}'s {chunks} chunks")
         build_lc_table(url)
@@ -323,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         results["server"] = _server_info(postgres.admin_url)
         for size in args.sizes:
             results["sizes"][str(size)] = run_speed(postgres, size, vocab, questions, vectors, args)
+            common.write_results(args.name, results)  # kept if a later part fails
         for name in args.corpus:
             q = run_quality(postgres, name, args.split)
             if q:

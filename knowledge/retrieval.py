@@ -13,6 +13,18 @@ Hub passages, close to every question (knowledge/background.py), are ranked lowe
 The full-text half is bounded: query terms are kept rarest first until the chunks they match would exceed
 `text_budget`, so a question full of common words ("policy", "employee") cannot make PostgreSQL rank most
 of the corpus. Term frequencies come from `term_stats`, which ingestion keeps exact.
+
+Cost: the full-text half reads the kept terms' postings from `term_postings`' primary key (lexeme, chunk_id)
+INCLUDE (weight) — an index-only scan of at most `text_budget` rows carrying each chunk's precomputed
+ts_rank — instead of fetching every matching chunk's row and ranking its tsvector (the same numbers, verified
+query by query at 10k and 100k chunks). The statement is prepared once per connection and runs in one round
+trip. At 100k chunks a hybrid search costs about what LangChain's PGVectorStore similarity search does
+(benchmarks/peer.py).
+
+Filters (say, a document's audience): each candidate source needs the same WHERE — the vector half's inner
+SELECT on chunks (inside the HNSW scan, so the LIMIT counts only allowed chunks), and the full-text half's
+postings (join `chunks`/`documents` on p.chunk_id inside the `fts` subquery, before its GROUP BY / LIMIT);
+`rescue` reads only passages from those two, so it needs none.
 """
 
 from __future__ import annotations
@@ -150,6 +162,19 @@ def _vector_text(vector) -> str:
     return "[" + ",".join(map(str, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
+_DIRECTION: tuple[list, str] | None = None  # the last background direction and its text: one per corpus version
+
+
+def _direction_text(direction: list[float]) -> str:
+    global _DIRECTION
+    cached = _DIRECTION
+    if cached is not None and cached[0] is direction:  # the same list (held here, so its id cannot be reused)
+        return cached[1]
+    text = _vector_text(direction)
+    _DIRECTION = (direction, text)
+    return text
+
+
 def query_words(question: str, limit: int = 32) -> list[str]:
     """The question's words, deduplicated in order (the SQL maps them to lexemes and drops stop words)."""
     seen: dict[str, None] = {}
@@ -200,7 +225,7 @@ def search(
         "per_document": per_document,
         "rescue_max_chunks": RESCUE_MAX_CHUNKS,
         "rescue_max_share": RESCUE_MAX_SHARE,
-        "direction": _vector_text(background.direction),
+        "direction": _direction_text(background.direction),
         "hub_cut": float(background.hub_cut),
         "hub_penalty": float(hub_penalty),
     }

@@ -44,7 +44,8 @@ from benchmarks.common import log, percentiles, print_table  # noqa: E402
 
 LC_TABLE = "lc_chunks"
 K = 5
-VARIANTS = ("ours_hybrid", "ours_vector", "lc_similarity", "lc_hybrid_default", "lc_hybrid_40")
+VARIANTS = ["ours_hybrid", "ours_vector", "lc_similarity", "lc_hybrid_default", "lc_hybrid_40"]
+BASELINE = None  # --baseline: another checkout's knowledge/retrieval.py, timed as base_hybrid / base_vector
 
 
 class _Vectors:
@@ -176,9 +177,9 @@ class Peers:
         self.engine.dispose()
         self.lc_engine._run_as_sync(self.lc_engine.close())
 
-    def ours(self, mode: str, question: str, vector) -> list:
-        from knowledge.retrieval import search
-
+    def ours(self, mode: str, question: str, vector, search=None) -> list:
+        if search is None:
+            from knowledge.retrieval import search
         try:
             return search(self.session, _NoEmbedder(), question, k=K, mode=mode, query_embedding=vector,
                           background=self.background)
@@ -199,6 +200,8 @@ class Peers:
     def call(self, variant: str, question: str, vector) -> list:
         if variant.startswith("ours_"):
             return self.ours(variant.removeprefix("ours_"), question, vector)
+        if variant.startswith("base_"):
+            return self.ours(variant.removeprefix("base_"), question, vector, search=BASELINE.search)
         return self.lc(variant, question, vector)
 
 
@@ -226,8 +229,10 @@ def paired(times: dict[str, list[float]], ours: str, theirs: str) -> dict:
             "p50_ratio": round(float(np.percentile(a, 50) / np.percentile(b, 50)), 3)}
 
 
-PAIRS = (("ours_hybrid", "lc_similarity"), ("ours_hybrid", "lc_hybrid_default"), ("ours_hybrid", "lc_hybrid_40"),
-         ("ours_vector", "lc_similarity"))
+PAIRS = [("ours_hybrid", "lc_similarity"), ("ours_hybrid", "lc_hybrid_default"), ("ours_hybrid", "lc_hybrid_40"),
+         ("ours_vector", "lc_similarity")]
+BASE_PAIRS = [("base_hybrid", "lc_similarity"), ("base_hybrid", "lc_hybrid_40"), ("base_vector", "lc_similarity"),
+              ("ours_hybrid", "base_hybrid"), ("ours_vector", "base_vector")]
 
 
 def run_speed(postgres, size: int, vocab, questions, vectors, args) -> dict:
@@ -241,7 +246,7 @@ def run_speed(postgres, size: int, vocab, questions, vectors, args) -> dict:
     finally:
         peers.close()
     info["ms"] = {label: percentiles(t) for label, t in times.items()}
-    info["paired"] = {f"{a} / {b}": paired(times, a, b) for a, b in PAIRS}
+    info["paired"] = {f"{a} / {b}": paired(times, a, b) for a, b in PAIRS + (BASE_PAIRS if BASELINE else [])}
     for label, p in info["ms"].items():
         log(f"{size:,} {label}: {p}")
     return info
@@ -308,7 +313,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--centroids", type=int, default=500)
     parser.add_argument("--name", default="peer")
+    parser.add_argument("--baseline", type=Path, help="a checkout whose knowledge/retrieval.py is timed alongside")
     args = parser.parse_args(argv)
+    if args.baseline:
+        import importlib.util
+
+        global BASELINE
+        spec = importlib.util.spec_from_file_location("baseline_retrieval", args.baseline / "knowledge" / "retrieval.py")
+        BASELINE = sys.modules["baseline_retrieval"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(BASELINE)
+        VARIANTS.extend(["base_hybrid", "base_vector"])
 
     from tests.services import Postgres
 

@@ -474,6 +474,8 @@ def bulk_load(url: str, n_chunks: int, vocab: Vocabulary, *, seed: int = 11, cen
     Returns timings (seconds) and sizes."""
     from pgvector.psycopg import register_vector
 
+    from knowledge.schema import POSTINGS_REBUILD
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     gen = CorpusGenerator(vocab, seed=seed, centroids=centroids)
@@ -537,6 +539,10 @@ def bulk_load(url: str, n_chunks: int, vocab: Vocabulary, *, seed: int = 11, cen
             t = time.perf_counter()
             cur.execute("TRUNCATE term_stats")
             cur.execute("INSERT INTO term_stats (lexeme, ndoc) SELECT word, ndoc FROM ts_stat('SELECT tsv FROM chunks')")
+            t_post = time.perf_counter()
+            for statement in POSTINGS_REBUILD:  # term_postings exact, as ingestion keeps it
+                cur.execute(statement)
+            timings["term_postings_s"] = time.perf_counter() - t_post
             cur.execute("UPDATE corpus_state SET embedding_model = %s, embedding_dim = %s WHERE id = 1",
                         (E5_MODEL_NAME, DIM))
             conn.commit()

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     embedding_model: str = Field("text-embedding-3-small", validation_alias=_env("POLICYBOT_EMBEDDING_MODEL"))
     embedding_batch: int = Field(64, validation_alias=_env("POLICYBOT_EMBEDDING_BATCH"))
     embedding_threads: int = Field(1, validation_alias=_env("POLICYBOT_EMBEDDING_THREADS"))
+    # Bulk commands (`policybot ingest`, `reindex`): local embedding threads, 0 = every core.
+    embedding_bulk_threads: int = Field(0, ge=0, validation_alias=_env("POLICYBOT_EMBEDDING_BULK_THREADS"))
+    # The `openai` backend: batches in flight at once.
+    embedding_concurrency: int = Field(4, ge=1, validation_alias=_env("POLICYBOT_EMBEDDING_CONCURRENCY"))
 
     # --- LLM ---------------------------------------------------------------------------------------
     openai_api_key: str | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))

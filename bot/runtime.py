@@ -14,7 +14,7 @@ from bot import embedded_services
 from bot.config import Settings
 from knowledge import index, migrate
 from knowledge.db import make_engine, make_sessionmaker
-from knowledge.embeddings import Embedder, LocalE5Embedder, OpenAIEmbedder
+from knowledge.embeddings import Embedder, LocalE5Embedder, OpenAIEmbedder, bulk_threads
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,19 @@ def make_openai_client(settings: Settings, timeout: float | None = None, max_ret
     )
 
 
-def make_embedder(settings: Settings) -> Embedder:
+def make_embedder(settings: Settings, bulk: bool = False) -> Embedder:
+    """The configured embedder; `bulk` (ingest and reindex commands) embeds on every core it is given."""
     if settings.embeddings == "local":
-        return LocalE5Embedder(threads=settings.embedding_threads)
+        threads = bulk_threads(settings.embedding_bulk_threads) if bulk else settings.embedding_threads
+        return LocalE5Embedder(threads=threads)
     if settings.embeddings == "openai":
         client = make_openai_client(settings)
-        return OpenAIEmbedder(client=client, model=settings.embedding_model, batch_size=settings.embedding_batch)
+        return OpenAIEmbedder(client=client, model=settings.embedding_model, batch_size=settings.embedding_batch,
+                              concurrency=settings.embedding_concurrency)
     raise ValueError(f"POLICYBOT_EMBEDDINGS must be 'local' or 'openai', not {settings.embeddings!r}")
 
 
-def build_runtime(settings: Settings, apply_migrations: bool = True) -> Runtime:
+def build_runtime(settings: Settings, apply_migrations: bool = True, *, bulk: bool = False) -> Runtime:
     """Connect everything; raises EmbeddingMismatch when the stored index needs `policybot reindex`."""
     engine = make_engine(embedded_services.database_url(settings))
     if apply_migrations:
@@ -72,7 +75,7 @@ def build_runtime(settings: Settings, apply_migrations: bool = True) -> Runtime:
         engine=engine,
         sessions=make_sessionmaker(engine),
         redis=embedded_services.redis_client(settings),
-        embedder=make_embedder(settings),
+        embedder=make_embedder(settings, bulk=bulk),
     )
     with runtime.sessions() as session:
         index.check_compatible(session, runtime.embedder)

@@ -7,9 +7,11 @@ no-op. An explicit title that matches an existing document replaces that documen
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,9 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from knowledge import index
 from knowledge.audiences import EVERYONE, parse_audiences
 from knowledge.chunking import ChunkDraft, chunk_document
-from knowledge.embeddings import Embedder
+from knowledge.embeddings import Embedder, EmbeddingMismatch
 from knowledge.loaders import SUPPORTED_TYPES, DocumentError, LoadedDocument, load_bytes
-from knowledge.schema import SECTION_SEPARATOR, Chunk, Document
+from knowledge.schema import POSTINGS_SELECT, SECTION_SEPARATOR, Chunk, Document
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
@@ -134,6 +136,73 @@ def ingest_file(sessions: sessionmaker, embedder: Embedder, path: Path, *, sourc
     return ingest_bytes(sessions, embedder, path.read_bytes(), path.name, source=source or path.name, **options)
 
 
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where a bulk ingest stands, after each file."""
+
+    files_done: int
+    files_total: int
+    passages: int  # stored by the files done so far (unchanged files count 0)
+    bytes_done: int
+    bytes_total: int
+    elapsed_s: float
+
+    @property
+    def passages_per_s(self) -> float:
+        return self.passages / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left, from the bytes still to do at the rate so far; None before the first file."""
+        if not self.bytes_done or self.elapsed_s <= 0:
+            return None
+        return (self.bytes_total - self.bytes_done) * self.elapsed_s / self.bytes_done
+
+
+def ingest_files(
+    sessions: sessionmaker,
+    embedder: Embedder,
+    files: Sequence[tuple[Path, str]],
+    *,
+    workers: int | None = None,
+    progress: Callable[[IngestProgress], None] | None = None,
+    **options,
+) -> Iterator[tuple[Path, str, IngestResult | Exception]]:
+    """ingest_file for many (file, source) pairs (discover()'s), yielded in order with the result or the
+    DocumentError / EmbeddingMismatch that refused the file.
+
+    Files are ingested by a few threads at once: one file's passages are embedded while another's are loaded
+    or stored, so the embedder never waits for the database. Writes stay one at a time (each document's
+    transaction locks the corpus row) and embedding stays as parallel as the embedder allows: the local model
+    is one multi-threaded engine, the openai backend bounds its requests in flight (`concurrency`)."""
+    workers = workers or max(2, int(getattr(embedder, "concurrency", 1)))
+    sizes = []
+    for path, _ in files:
+        try:
+            sizes.append(Path(path).stat().st_size)
+        except OSError:
+            sizes.append(0)
+    started = time.perf_counter()
+
+    def one(item: tuple[Path, str]) -> IngestResult | Exception:
+        path, source = item
+        try:
+            return ingest_file(sessions, embedder, path, source=source, **options)
+        except (DocumentError, EmbeddingMismatch) as err:
+            return err
+
+    passages = done_bytes = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for number, ((path, source), outcome) in enumerate(zip(files, pool.map(one, files)), 1):
+            if isinstance(outcome, IngestResult) and outcome.status != "unchanged":
+                passages += outcome.chunks
+            done_bytes += sizes[number - 1]
+            if progress:
+                progress(IngestProgress(number, len(files), passages, done_bytes, sum(sizes),
+                                        time.perf_counter() - started))
+            yield path, source, outcome
+
+
 def discover(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     """Expand files and folders into (file, source) pairs; a folder's files are named relative to it."""
     found: list[tuple[Path, str]] = []
@@ -211,12 +280,17 @@ def _insert_chunks(session: Session, document: Document, drafts: list[ChunkDraft
 
 
 def _add_term_stats(session: Session, document_id: int) -> None:
+    """The document's chunks into term_stats (frequencies) and term_postings (per-chunk weights)."""
     session.execute(
         text(
             "INSERT INTO term_stats (lexeme, ndoc) "
             f"SELECT word, ndoc FROM ts_stat('SELECT tsv FROM chunks WHERE document_id = {int(document_id)}') "
             "ON CONFLICT (lexeme) DO UPDATE SET ndoc = term_stats.ndoc + excluded.ndoc"
         )
+    )
+    session.execute(
+        text(f"INSERT INTO term_postings (lexeme, chunk_id, weight) {POSTINGS_SELECT} WHERE c.document_id = :d"),
+        {"d": document_id},
     )
 
 
@@ -228,6 +302,14 @@ def _remove_term_stats(session: Session, document_id: int) -> None:
         )
     )
     session.execute(text("DELETE FROM term_stats WHERE ndoc <= 0"))
+    # By key (lexeme, chunk): the table has no index on chunk_id, and needs none.
+    session.execute(
+        text(
+            "DELETE FROM term_postings p USING (SELECT c.id, u.lexeme FROM chunks c, unnest(c.tsv) u "
+            "WHERE c.document_id = :d) x WHERE p.lexeme = x.lexeme AND p.chunk_id = x.id"
+        ),
+        {"d": document_id},
+    )
 
 
 def _result(document: Document, status: str, corpus_version: int) -> IngestResult:

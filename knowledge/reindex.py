@@ -24,6 +24,8 @@ def reindex(sessions: sessionmaker, embedder: Embedder, progress: Callable[[int,
         update = text("UPDATE chunks SET embedding = :embedding WHERE id = :id").bindparams(
             bindparam("embedding", type_=Vector(dim))
         )
+        # An openai embedder sends up to `concurrency` batches at once: hand it that many per call.
+        batch *= max(1, int(getattr(embedder, "concurrency", 1)))
         for start in range(0, len(rows), batch):
             part = rows[start : start + batch]
             vectors = embedder.embed_passages([passage_text(r.doc_title, r.section_path, r.text) for r in part])

@@ -14,15 +14,23 @@ The full-text half is bounded: query terms are kept rarest first until the chunk
 `text_budget`, so a question full of common words ("policy", "employee") cannot make PostgreSQL rank most
 of the corpus. Term frequencies come from `term_stats`, which ingestion keeps exact.
 
-Audiences (knowledge/audiences.py): every candidate source (the vector half's index scan, the full-text half)
-keeps only chunks of documents the reader may read: AUDIENCE_FILTER, one SQL fragment with one bind parameter
-(`:audiences`), inside the same round trip, so the top k are the top k of what the reader may read, never a
-post-filter that returns fewer. pgvector's HNSW scan (0.6) filters the `hnsw.ef_search` nearest rows it found;
-when restricted chunks crowd those out (the vector half found fewer than `candidates`) and fewer than k rows
-come back, the query runs again in the same transaction with a wider scan (FILTERED_EF_SEARCH); measured on
-20k chunks the filtered query still walks the HNSW index (a nested loop on the small documents table). The term statistics stay corpus-wide: they hold chunk
-counts per lexeme, never text, and they only choose which of the question's own words the full-text half
-uses and whether its best *permitted* passage is rescued; a restricted chunk can only make a word look
+Cost: the full-text half reads the kept terms' postings from `term_postings`' primary key (lexeme, chunk_id)
+INCLUDE (weight) — an index-only scan of at most `text_budget` rows carrying each chunk's precomputed
+ts_rank — instead of fetching every matching chunk's row and ranking its tsvector (the same numbers, verified
+query by query at 10k and 100k chunks). The statement is prepared once per connection and runs in one round
+trip. At 100k chunks a hybrid search costs about what LangChain's PGVectorStore similarity search does
+(benchmarks/peer.py).
+
+Audiences (knowledge/audiences.py): every candidate source (the vector half's index scan, the full-text half's
+postings) keeps only chunks of documents the reader may read: audience_filter(), one SQL fragment with one bind
+parameter (`:audiences`), inside the same round trip, so the top k are the top k of what the reader may read,
+never a post-filter that returns fewer. pgvector's HNSW scan (0.6) filters the `hnsw.ef_search` nearest rows it
+found; when restricted chunks crowd those out (the vector half found fewer than `candidates`) and fewer than k
+rows come back, the query runs again in the same transaction with a wider scan (FILTERED_EF_SEARCH); measured
+on 20k chunks the filtered query still walks the HNSW index. When every document is open to the reader (the
+common case) the postings' filter is skipped at run time (`scope`). The term statistics stay corpus-wide: they
+hold chunk counts per lexeme, never text, and they only choose which of the question's own words the full-text
+half uses and whether its best *permitted* passage is rescued; a restricted chunk can only make a word look
 more common, never be returned.
 """
 
@@ -32,11 +40,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pgvector.sqlalchemy import Vector
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+import numpy as np
+from psycopg.rows import namedtuple_row
+from sqlalchemy import text
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Text
 
 from knowledge.audiences import EVERYONE
 from knowledge.background import Background
@@ -53,6 +60,8 @@ RESCUE_MAX_SHARE = 0.002
 HUB_PENALTY = 1.0  # cosine distance added per unit of background similarity above the hub cut
 PER_DOCUMENT = 3
 MODES = ("hybrid", "vector", "text")
+
+
 FILTERED_EF_SEARCH = 1000  # the HNSW scan's width on the second try, when the audience filter thinned it
 
 
@@ -103,14 +112,14 @@ stats AS (
     WHERE lexeme IS NOT NULL
 ),
 kept AS (
-    SELECT w, ndoc, websearch_to_tsquery('{cfg}', w) AS q,
+    SELECT w, lexeme, ndoc, websearch_to_tsquery('{cfg}', w) AS q,
            ln(greatest((SELECT chunk_total FROM corpus_state WHERE id = 1), ndoc + 1)::float / ndoc) AS idf
-    FROM (SELECT w, ndoc, sum(ndoc) OVER (ORDER BY ndoc, w) AS running FROM stats) r
+    FROM (SELECT w, lexeme, ndoc, sum(ndoc) OVER (ORDER BY ndoc, w) AS running FROM stats) r
     WHERE ndoc > 0 AND running <= :budget
 ),
-tsq AS (
-    SELECT websearch_to_tsquery('{cfg}', coalesce(string_agg(w, ' or '), '')) AS q, count(*) AS nterms
-    FROM kept
+scope AS (
+    -- Whether some document is closed to this reader; when none is, the postings need no filter.
+    SELECT EXISTS (SELECT 1 FROM documents WHERE NOT audiences && CAST(:audiences AS text[])) AS restricted
 ),
 vec AS (
     -- Hubs (passages close to every question, knowledge/background.py) rank lower by how far they stand out.
@@ -122,13 +131,15 @@ vec AS (
     ) v
 ),
 fts AS (
-    -- Each matching term adds its IDF, more when frequent or in the title/section: rare terms lead.
+    -- Each matching term adds its IDF, more when frequent or in the title/section: rare terms lead. The
+    -- per-chunk weight (ts_rank of the term) is precomputed in term_postings, read from its key alone.
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM (
-        SELECT c.id, sum(kept.idf * (0.5 + ts_rank(c.tsv, kept.q, 1))) AS score
-        FROM tsq, chunks c JOIN kept ON c.tsv @@ kept.q
-        WHERE :use_text AND tsq.nterms > 0 AND c.tsv @@ tsq.q AND {permitted_c}
-        GROUP BY c.id ORDER BY score DESC, c.id LIMIT :candidates
+        SELECT p.chunk_id AS id, sum(kept.idf * (0.5 + p.weight)) AS score
+        FROM kept JOIN term_postings p ON p.lexeme = kept.lexeme
+        WHERE :use_text AND (NOT (SELECT restricted FROM scope)
+                             OR EXISTS (SELECT 1 FROM chunks c WHERE c.id = p.chunk_id AND {permitted_c}))
+        GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT :candidates
     ) t
 ),
 fused AS (
@@ -166,11 +177,31 @@ FROM picked r JOIN chunks c ON c.id = r.id JOIN documents d ON d.id = c.document
 ORDER BY r.rescued, r.score DESC, r.id
 """
 
-_QUERY = text(_SQL.format(cfg=TS_CONFIG, permitted_chunks=audience_filter("chunks"),
-                          permitted_c=audience_filter("c"))).bindparams(
-    bindparam("words", type_=ARRAY(Text)), bindparam("audiences", type_=ARRAY(Text)))
-_STATEMENTS: dict[int, object] = {}  # per embedding dimension
+# psycopg's own placeholders: the statement runs on the session's connection, prepared once per connection
+# (prepare=True: parsed and planned once, then only bound and executed). Through SQLAlchemy's text() the same
+# call took ~3 ms more per search at 100k chunks (benchmarks/peer.py), more than the query's own server time.
+_STATEMENT = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", _SQL.format(
+    cfg=TS_CONFIG, permitted_chunks=audience_filter("chunks"), permitted_c=audience_filter("c")))
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _vector_text(vector) -> str:
+    """pgvector's text form; sent untyped, PostgreSQL infers vector from the operator."""
+    return "[" + ",".join(map(str, np.asarray(vector, dtype=np.float32).tolist())) + "]"
+
+
+_DIRECTION: tuple[list, str] | None = None  # the last background direction and its text: one per corpus version
+
+
+def _direction_text(direction: list[float]) -> str:
+    global _DIRECTION
+    cached = _DIRECTION
+    if cached is not None and cached[0] is direction:  # the same list (held here, so its id cannot be reused)
+        return cached[1]
+    text = _vector_text(direction)
+    _DIRECTION = (direction, text)
+    return text
+
 
 
 def _all_audiences(session: Session) -> set[str]:
@@ -216,36 +247,34 @@ def search(
     if embedding is None:
         embedding = [0.0] * (embedder.dim or 1)
     background = background or Background.none(len(embedding))
-    statement = _STATEMENTS.get(len(embedding))
-    if statement is None:
-        statement = _STATEMENTS[len(embedding)] = _QUERY.bindparams(
-            bindparam("embedding", type_=Vector(len(embedding))), bindparam("direction", type_=Vector(len(embedding))))
     params = {
-            "words": query_words(question),
-            "budget": text_budget,
-            "embedding": embedding,
-            "use_vector": use_vector,
-            "use_text": mode in ("hybrid", "text"),
-            "candidates": candidates,
-            "rrf_k": rrf_k,
-            "vector_weight": vector_weight,
-            "text_weight": text_weight if mode == "hybrid" else 1.0,  # text mode ranks by text alone
-            "limit": k,
-            "per_document": per_document,
-            "rescue_max_chunks": RESCUE_MAX_CHUNKS,
-            "rescue_max_share": RESCUE_MAX_SHARE,
-            "direction": background.direction,
-            "hub_cut": background.hub_cut,
-            "hub_penalty": hub_penalty,
-            "audiences": sorted({*audiences, EVERYONE}),
-        }
-    rows = session.execute(statement, params).all()
-    if use_vector and (not rows or rows[0].vector_found < candidates) and len(rows) < k and (
-            _all_audiences(session) - set(params["audiences"])):
-        # The audience filter may have thinned the HNSW scan's candidates (fewer than asked for, and fewer than
-        # k passages): once more, wider.
-        session.execute(text(f"SET LOCAL hnsw.ef_search = {FILTERED_EF_SEARCH}"))
-        rows = session.execute(statement, params).all()
+        "words": query_words(question),
+        "budget": text_budget,
+        "embedding": _vector_text(embedding),
+        "use_vector": use_vector,
+        "use_text": mode in ("hybrid", "text"),
+        "candidates": candidates,
+        "rrf_k": rrf_k,
+        "vector_weight": float(vector_weight),
+        "text_weight": float(text_weight if mode == "hybrid" else 1.0),  # text mode ranks by text alone
+        "limit": k,
+        "per_document": per_document,
+        "rescue_max_chunks": RESCUE_MAX_CHUNKS,
+        "rescue_max_share": RESCUE_MAX_SHARE,
+        "direction": _direction_text(background.direction),
+        "hub_cut": float(background.hub_cut),
+        "hub_penalty": float(hub_penalty),
+        "audiences": sorted({*audiences, EVERYONE}),
+    }
+    connection = session.connection().connection.driver_connection  # the session's transaction, psycopg 3
+    with connection.cursor(row_factory=namedtuple_row) as cursor:
+        rows = cursor.execute(_STATEMENT, params, prepare=True).fetchall()
+        if use_vector and (not rows or rows[0].vector_found < candidates) and len(rows) < k and (
+                _all_audiences(session) - set(params["audiences"])):
+            # The audience filter may have thinned the HNSW scan's candidates (fewer than asked for, and fewer
+            # than k passages): once more, wider, in the same transaction.
+            cursor.execute(f"SET LOCAL hnsw.ef_search = {FILTERED_EF_SEARCH}")
+            rows = cursor.execute(_STATEMENT, params, prepare=True).fetchall()
     if len(rows) > k:  # a rescued passage takes the last place (never the only one)
         rows = [*rows[: k - 1], rows[-1]] if k > 1 else rows[:1]
     return [

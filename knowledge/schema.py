@@ -1,11 +1,11 @@
-"""Tables of the knowledge base: documents, their chunks, the corpus state and term statistics."""
+"""Tables of the knowledge base: documents, their chunks, the corpus state, term statistics and postings."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, Computed, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import BigInteger, Computed, DateTime, Float, ForeignKey, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -76,3 +76,35 @@ class TermStat(Base):
 
     lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
     ndoc: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+# A chunk's full-text weight for one of its lexemes, exactly what a search used to compute per query and chunk:
+# ts_rank(tsv, <the lexeme as a one-term tsquery>, 1). The lexeme is quoted for tsquery input (' and \ escaped).
+POSTING_WEIGHT = r"""ts_rank(c.tsv, ('''' || replace(replace(u.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery, 1)"""
+# (lexeme, chunk_id, weight) for every lexeme of the chunks that a WHERE appended to it selects.
+POSTINGS_SELECT = f"SELECT u.lexeme, c.id, {POSTING_WEIGHT} FROM chunks c, unnest(c.tsv) u"
+
+
+class TermPosting(Base):
+    """One row per (lexeme, chunk) with the chunk's precomputed full-text weight for it, kept by ingestion.
+
+    The full-text half of a search reads the postings of the question's kept terms from this table's primary key
+    alone (an index-only scan of at most `text_budget` rows) instead of fetching every matching chunk's row and
+    ranking its tsvector: the same ranking at the cost of a few index pages (benchmarks/peer.py)."""
+
+    __tablename__ = "term_postings"
+
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # no FK: ingestion deletes by key
+    weight: Mapped[float] = mapped_column(Float(precision=24), nullable=False)  # real, as ts_rank returns
+
+
+# Every chunk's postings, loaded before the key is built (far faster than row by row into the index): the
+# migration's backfill and the benchmarks' bulk loader.
+POSTINGS_REBUILD = (
+    "ALTER TABLE term_postings DROP CONSTRAINT IF EXISTS term_postings_pkey",
+    "TRUNCATE term_postings",
+    f"INSERT INTO term_postings (lexeme, chunk_id, weight) {POSTINGS_SELECT}",
+    # The key carries the weight, so a search reads postings from the index alone.
+    "ALTER TABLE term_postings ADD CONSTRAINT term_postings_pkey PRIMARY KEY (lexeme, chunk_id) INCLUDE (weight)",
+)

@@ -52,3 +52,30 @@ def test_switching_model_needs_reindex(runtime, settings, fake_openai, tmp_path)
 def test_unknown_backend_is_a_clear_error(settings):
     with pytest.raises(ValueError, match="POLICYBOT_EMBEDDINGS"):
         make_embedder(settings.model_copy(update={"embeddings": "magic"}))
+
+
+def test_openai_batches_are_sent_concurrently_bounded_and_kept_in_order(settings, fake_openai):
+    openai_settings = settings.model_copy(update={
+        "embeddings": "openai", "embedding_batch": 2, "embedding_concurrency": 3,
+        "openai_api_key": "k", "openai_base_url": fake_openai.base_url,
+    })
+    texts = [f"passage number {i} about topic{i}" for i in range(20)]
+    sequential = make_embedder(openai_settings.model_copy(update={"embedding_concurrency": 1})).embed_passages(texts)
+    assert fake_openai.embedding_max_in_flight == 1
+    fake_openai.embedding_delay_s = 0.05  # each batch takes a while, as a real server's would
+    embedder = make_embedder(openai_settings)
+    assert embedder.concurrency == 3
+    concurrent = embedder.embed_passages(texts)
+    assert 1 < fake_openai.embedding_max_in_flight <= 3  # overlapping, never more than the bound
+    assert np.array_equal(concurrent, sequential)  # every vector back in its passage's place
+
+
+def test_bulk_commands_embed_on_every_core(settings):
+    import os
+
+    from knowledge.embeddings import bulk_threads
+
+    assert make_embedder(settings).threads == settings.embedding_threads == 1  # serving: one thread
+    assert make_embedder(settings, bulk=True).threads == len(os.sched_getaffinity(0))
+    assert make_embedder(settings.model_copy(update={"embedding_bulk_threads": 3}), bulk=True).threads == 3
+    assert bulk_threads(0) >= 1

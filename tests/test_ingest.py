@@ -41,6 +41,27 @@ def _term_stats_exact(runtime) -> bool:
     return diff == 0
 
 
+def _postings_exact(runtime) -> bool:
+    """term_postings holds exactly every (lexeme, chunk) and the weight a search computed from the tsvector."""
+    from knowledge.schema import POSTINGS_SELECT
+
+    with runtime.sessions() as s:
+        diff = s.execute(text(
+            f"SELECT count(*) FROM (({POSTINGS_SELECT}) EXCEPT SELECT lexeme, chunk_id, weight FROM term_postings) a"
+        )).scalar_one() + s.execute(text(
+            f"SELECT count(*) FROM (SELECT lexeme, chunk_id, weight FROM term_postings EXCEPT ({POSTINGS_SELECT})) b"
+        )).scalar_one()
+        # The stored weight is the one the query used to compute: ts_rank against the word's own tsquery.
+        mismatched = s.execute(text(
+            "SELECT count(*) FROM term_postings p JOIN chunks c ON c.id = p.chunk_id "
+            "WHERE p.weight <> ts_rank(c.tsv, websearch_to_tsquery('english', p.lexeme), 1) "
+            "AND numnode(websearch_to_tsquery('english', p.lexeme)) = 1 "
+            "AND websearch_to_tsquery('english', p.lexeme)::text = quote_literal(p.lexeme)"
+        )).scalar_one()
+        total = s.execute(text("SELECT count(*) FROM term_postings")).scalar_one()
+    return diff == 0 and mismatched == 0 and total > 0
+
+
 def test_ingest_new_unchanged_changed_remove(runtime, tmp_path):
     path = write(tmp_path / "leave.md", LEAVE_V1)
     first = ingest_file(runtime.sessions, runtime.embedder, path)
@@ -64,13 +85,14 @@ def test_ingest_new_unchanged_changed_remove(runtime, tmp_path):
         new_ids = set(s.execute(text("SELECT id FROM chunks")).scalars())
         body = " ".join(s.execute(text("SELECT text FROM chunks")).scalars())
     assert not old_ids & new_ids and "27 days" in body and "25 days" not in body
-    assert _term_stats_exact(runtime)
+    assert _term_stats_exact(runtime) and _postings_exact(runtime)
 
     removed = remove_document(runtime.sessions, "leave policy")
     assert removed is not None and removed.title == "Leave Policy"
     assert _counts(runtime) == (0, 0, 3)
     with runtime.sessions() as s:
         assert s.execute(text("SELECT count(*) FROM term_stats")).scalar_one() == 0
+        assert s.execute(text("SELECT count(*) FROM term_postings")).scalar_one() == 0
     assert remove_document(runtime.sessions, "leave policy") is None
 
 
@@ -127,3 +149,23 @@ def test_dimension_mismatch_detected_and_reindex(runtime, tmp_path):
         results = search(s, other, "paid vacation days", k=3)
     assert results and results[0].title == "Leave Policy"
     assert _counts(runtime)[2] == 2  # reindex bumps the corpus version (cached answers are stale)
+
+
+def test_folder_ingest_in_order_with_progress_and_refusals(runtime, tmp_path):
+    from knowledge.ingest import discover, ingest_files
+
+    folder = tmp_path / "handbook"
+    for i in range(5):
+        write(folder / f"p{i}.md", f"# Policy {i}\n\n## Rules\nRule number {i} covers topic{i} in detail.")
+    write(folder / "empty.md", "   ")
+    files = discover([folder])
+    seen = []
+    outcomes = list(ingest_files(runtime.sessions, runtime.embedder, files, workers=3, progress=seen.append))
+    assert [source for _, source, _ in outcomes] == [source for _, source in files]  # in order
+    refused = [source for _, source, r in outcomes if isinstance(r, DocumentError)]
+    stored = [r for _, _, r in outcomes if not isinstance(r, Exception)]
+    assert refused == ["empty.md"] and len(stored) == 5 and all(r.status == "created" for r in stored)
+    assert [p.files_done for p in seen] == list(range(1, 7)) and seen[-1].files_total == 6
+    assert seen[-1].passages == sum(r.chunks for r in stored) and seen[-1].bytes_done == seen[-1].bytes_total
+    assert seen[-1].eta_s == 0 and seen[-1].passages_per_s > 0
+    assert _counts(runtime)[:2] == (5, seen[-1].passages) and _term_stats_exact(runtime) and _postings_exact(runtime)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from adapters.cli import UserFacingError
@@ -14,7 +15,7 @@ from knowledge import migrate
 from knowledge.db import make_engine
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.evaluation import evaluate_retrieval, load_questions
-from knowledge.ingest import discover, ingest_file, list_documents, remove_document
+from knowledge.ingest import IngestProgress, discover, ingest_files, list_documents, remove_document
 from knowledge.loaders import DocumentError
 from knowledge.reindex import reindex
 from knowledge.audiences import EVERYONE, AudienceError, parse_audiences, reader_audiences, set_document_audiences
@@ -95,27 +96,32 @@ def ingest(settings: Settings, args: argparse.Namespace) -> int:
         print("policybot: --title and --link apply to a single file; ingest the others separately", file=sys.stderr)
         return 2
     audiences = _audiences(args.audience) if args.audience else None
-    runtime = _runtime(settings)
+    runtime = build_runtime(settings, bulk=True)  # every core for local embedding (POLICYBOT_EMBEDDING_BULK_THREADS)
     results, failures = [], 0
-    for number, (path, source) in enumerate(files, 1):
-        try:
-            result = ingest_file(
-                runtime.sessions, runtime.embedder, path, source=source, title=args.title, link=args.link,
-                max_bytes=settings.max_document_bytes, audiences=audiences,
-            )
-        except (DocumentError, EmbeddingMismatch) as err:
+    latest: list[IngestProgress] = []
+    outcomes = ingest_files(runtime.sessions, runtime.embedder, files, progress=latest.append, title=args.title,
+                            link=args.link, max_bytes=settings.max_document_bytes, audiences=audiences)
+    for number, (path, source, result) in enumerate(outcomes, 1):
+        if isinstance(result, Exception):
             failures += 1
-            print(f"[{number}/{len(files)}] {source}: ERROR {err}", file=sys.stderr)
-            results.append({"source": source, "status": "error", "error": str(err)})
+            print(f"[{number}/{len(files)}] {source}: ERROR {result}", file=sys.stderr)
+            results.append({"source": source, "status": "error", "error": str(result)})
             continue
         if not args.json:  # the result goes to stdout; with --json the JSON below is the whole of it
             print(f"[{number}/{len(files)}] {source}: {result.status} \"{result.title}\" v{result.version}, "
                   f"{result.chunks} chunks" + ("" if EVERYONE in result.audiences
-                                               else f", readable by {','.join(result.audiences)} only"), flush=True)
+                                               else f", readable by {','.join(result.audiences)} only")
+                  + (_rate(latest[-1]) if len(files) > 1 else ""), flush=True)
         results.append({**result.__dict__})
     if args.json:
         print(json.dumps({"results": results}, indent=2))
     return 1 if failures else 0
+
+
+def _rate(progress: IngestProgress) -> str:
+    eta = progress.eta_s
+    left = f", ETA {int(eta // 60)}m{int(eta % 60):02d}s" if eta is not None and progress.files_done < progress.files_total else ""
+    return f"  ({progress.passages} passages, {progress.passages_per_s:.1f} passages/s{left})"
 
 
 def docs_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -194,13 +200,17 @@ def reindex_command(settings: Settings, args: argparse.Namespace) -> int:
 
     engine = make_engine(services.database_url(settings))
     migrate.upgrade(engine)
-    embedder = make_embedder(settings)
+    embedder = make_embedder(settings, bulk=True)  # every core for local embedding
 
     live = sys.stderr.isatty()  # a progress counter helps a person watching, not a log or a pipe
+    started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
         if live:
-            print(f"\rre-embedded {done}/{total} chunks", end="", file=sys.stderr, flush=True)
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            eta = (total - done) / rate if rate else 0
+            print(f"\rre-embedded {done}/{total} chunks, {rate:.1f} passages/s, ETA {int(eta // 60)}m{int(eta % 60):02d}s",
+                  end="", file=sys.stderr, flush=True)
 
     count = reindex(make_sessionmaker(engine), embedder, progress)
     if live:

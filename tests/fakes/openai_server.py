@@ -40,6 +40,9 @@ class FakeOpenAI(LocalHTTPServer):
     first_token_s: float = 0.0  # streamed replies: wait before the first token ...
     tokens_per_s: float = 0.0  # ... then this many words a second (0: all at once)
     embedding_dim: int = 32
+    embedding_delay_s: float = 0.0  # each /embeddings request takes this long (ingestion benchmarks and tests)
+    embedding_in_flight: int = 0
+    embedding_max_in_flight: int = 0  # the most /embeddings requests it was answering at once
     requests: list[dict] = field(default_factory=list)
     script: deque = field(default_factory=deque)
     routes: dict[tuple[str, str], Callable] = field(default_factory=dict)  # extra endpoints (fine-tuning)
@@ -216,6 +219,19 @@ class Streamed:
 
 
 def _embeddings(fake: FakeOpenAI, handler, raw: bytes):
+    with fake._lock:
+        fake.embedding_in_flight += 1
+        fake.embedding_max_in_flight = max(fake.embedding_max_in_flight, fake.embedding_in_flight)
+    try:
+        if fake.embedding_delay_s:
+            time.sleep(fake.embedding_delay_s)
+        return _embedding_vectors(fake, raw)
+    finally:
+        with fake._lock:
+            fake.embedding_in_flight -= 1
+
+
+def _embedding_vectors(fake: FakeOpenAI, raw: bytes):
     body = json.loads(raw or b"{}")
     inputs = body.get("input", [])
     inputs = [inputs] if isinstance(inputs, str) else inputs

@@ -61,10 +61,11 @@ async def relay(feed: DeltaFeed, work: asyncio.Future, show: Show, interval_s: f
     while not work.done():
         feed.changed.clear()
         if feed.text.strip() and feed.text != shown and (last is None or loop.time() - last >= interval_s):
+            text = feed.text  # deltas keep coming while `show` runs: they are new next time, not shown now
             try:
-                keep = await show(feed.text, feed.text[len(shown):])
+                keep = await show(text, text[len(shown):])
             finally:
-                shown, last = feed.text, loop.time()
+                shown, last = text, loop.time()
             if not keep:
                 break
             continue

@@ -118,6 +118,36 @@ def test_relay_shows_the_first_text_at_once_then_at_most_once_per_interval():
     assert "".join(new for _, _, new in calls) == shown and text.startswith(shown)
 
 
+def test_relay_sends_what_came_while_a_show_was_in_flight():
+    """A slow update (Slack's appendStream under load) while the LLM keeps writing: the words that arrived
+    meanwhile are in the next update's `new`, not skipped (every word once, in order)."""
+    async def scenario():
+        feed = DeltaFeed()
+        calls: list[tuple[str, str]] = []
+
+        async def show(text: str, new: str) -> bool:
+            calls.append((text, new))
+            if len(calls) == 1:  # the first call is still in flight when two more words come
+                feed("b ")
+                feed("c ")
+                await asyncio.sleep(0.05)
+            return True
+
+        async def produce() -> str:
+            feed("a ")
+            await asyncio.sleep(0.3)
+            feed("d ")
+            await asyncio.sleep(0.3)
+            return "done"
+
+        shown = await relay(feed, asyncio.ensure_future(produce()), show, interval_s=0.1)
+        return calls, shown, feed.text
+
+    calls, shown, text = asyncio.run(scenario())
+    assert "".join(new for _, new in calls) == calls[-1][0] == shown and text.startswith(shown)
+    assert all(b.startswith(a) for (a, _), (b, _) in zip(calls, calls[1:]))
+
+
 # ------------------------------------------------------------------------------------------------- Slack
 
 from adapters import answer_worker  # noqa: E402
@@ -173,6 +203,16 @@ def test_slack_answer_streams_then_stops_with_sources_and_feedback(streaming_bot
     assert any("Leave Policy › Vacation" in e["text"] for b in stop.args["blocks"] if b["type"] == "context"
                for e in b["elements"])
     assert stored.kind == "llm" and stored.message_ref == f"{event['channel']}:{start_ts(fake_slack)}"
+
+
+def test_slack_slow_appends_lose_no_words(streaming_bot, fake_slack, fake_openai):
+    # Each append takes longer than the LLM takes for a word (a loaded machine): words come while it is in flight.
+    fake_openai.queue(Scripted(content=CITED))
+    fake_slack.slow("chat.appendStream", 0.15)
+    asyncio.run(ask(streaming_bot, fake_slack, app_mention("How many vacation days do I get?"), "chat.stopStream"))
+    assert fake_slack.calls_to("chat.appendStream") and "chat.update" not in methods(fake_slack)
+    [shown] = fake_slack.messages.values()
+    assert shown["text"].strip() == CITED and not shown["streaming"]  # every word once, in order
 
 
 def start_ts(fake) -> str:

@@ -5,7 +5,8 @@
                            or redirects to where add_file(redirect=...) says
     POST /response/<id>    a slash command's response_url; recorded as method "response_url"
 
-Tests can make a method fail a number of times (`fail("chat.postMessage", "ratelimited", status=429)`), serve
+Tests can make a method fail a number of times (`fail("chat.postMessage", "ratelimited", status=429)`) or answer
+slowly (`slow("chat.appendStream", 0.15)`), serve
 Slack's HTML sign-in page instead of files, and wait for calls with a timeout.
 
 Chat streaming as Slack does it: chat.startStream makes a message in the streaming state (its text is the
@@ -84,6 +85,7 @@ class FakeSlack(LocalHTTPServer):
     downloads: list[dict] = field(default_factory=list)
     files: dict[str, FakeFile] = field(default_factory=dict)
     failures: dict[str, deque] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)  # method -> seconds each call takes; slow()
     messages: dict[str, dict] = field(default_factory=dict)  # ts -> {channel, thread_ts, text, blocks, streaming}
     # User groups for usergroups.list / usergroups.users.list: id -> (handle, member user ids); set_usergroup()
     usergroups: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
@@ -157,6 +159,7 @@ class FakeSlack(LocalHTTPServer):
                 if self.headers.get("Authorization") != f"Bearer {fake.token}" and method != "apps.connections.open":
                     self._reply(200, {"ok": False, "error": "invalid_auth"})
                     return
+                time.sleep(fake.delays.get(method, 0.0))
                 self._reply(200, fake._answer(method, call.args))
 
             def do_GET(self):
@@ -210,6 +213,11 @@ class FakeSlack(LocalHTTPServer):
         """The next `times` calls of `method` fail with `error` (HTTP `status`, optional Retry-After)."""
         with self._lock:
             self.failures.setdefault(method, deque()).extend(Failure(error, status, retry_after) for _ in range(times))
+
+    def slow(self, method: str, seconds: float) -> None:
+        """Every later call of `method` takes `seconds` before it is answered (a busy Slack, a loaded machine)."""
+        with self._lock:
+            self.delays[method] = seconds
 
     def add_file(self, name: str, data: bytes, content_type: str = "application/octet-stream",
                  size: int | None = None, chunked: bool = False, redirect: str | None = None) -> dict:

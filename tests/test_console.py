@@ -212,7 +212,8 @@ async def test_models_promote_through_the_gate_and_roll_back(admin_bot):
     from bot.finetune import registry
 
     sessions = admin_bot.runtime.sessions
-    good = {"citation_validity": 1.0, "grounded_rate": 1.0, "correct_refusal_rate": 1.0, "question_set": "qs1"}
+    good = {"citation_validity": 1.0, "grounded_rate": 1.0, "correct_refusal_rate": 1.0, "fallbacks": 0, "errors": 0,
+            "question_set": "qs1"}
     baseline = registry.baseline(sessions, admin_bot.settings.chat_model, create_missing=True)
     registry.set_metrics(sessions, baseline.id, {**good, "grounded_rate": 0.9})
     worse = registry.create(sessions, provider="openai", model_id="ft:worse", base_model="b", status="candidate",

@@ -20,7 +20,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
 ADMIN = "UADMIN"
 GOOD = {"citation_validity": 1.0, "grounded_rate": 1.0, "correct_refusal_rate": 1.0, "answer_key_hit_rate": 1.0,
-        "document_hit_rate": 1.0, "question_set": "qs1"}
+        "document_hit_rate": 1.0, "fallbacks": 0, "errors": 0, "question_set": "qs1"}
 
 
 @pytest.fixture(scope="module")

@@ -460,3 +460,38 @@ def test_unsent_part_of_the_final_text():
     assert unsent("You get", "You get 25 days [1].") == " 25 days [1]."
     assert unsent("  You get 25 days [1].", "You get 25 days [1].") == ""
     assert not replaces("You get ", "You get 25 days [1].") and replaces("See [3]", "See [1]")
+
+
+# -------------------------------------------------------------------------- Ask HR under a streamed answer (#16)
+
+
+def test_slack_streamed_answer_ends_with_ask_hr_when_hr_is_configured(streaming_bot, fake_slack, fake_openai):
+    from adapters.slack import render
+
+    streaming_bot.settings = streaming_bot.runtime.settings = streaming_bot.settings.model_copy(
+        update={"hr_channel": "CHR"})
+    fake_openai.queue(Scripted(content=CITED))
+    asyncio.run(ask(streaming_bot, fake_slack, message("How many vacation days do I get?", user="U1", channel="D1"),
+                    "chat.stopStream"))
+    [stop] = fake_slack.calls_to("chat.stopStream")
+    actions = [e["action_id"] for b in stop.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert render.ESCALATE_ACTION in actions and render.ESCALATE_ANONYMOUS_ACTION in actions
+    assert "chat.postMessage" not in methods(fake_slack)  # the buttons came with the stream, not a second post
+
+
+def test_teams_streamed_final_message_carries_the_ask_hr_card(llm_policybot, fake_openai, connector, tmp_path):
+    runtime = patient(llm_policybot, hr_channel="19:hr@thread.tacv2").runtime
+    bot = PolicyBot(runtime)  # built with the HR channel set, as `serve` builds it
+    load_leave(bot.runtime, tmp_path)
+    fake_openai.first_token_s, fake_openai.tokens_per_s = 0.5, 8
+    server = RunningApp(build_app(bot, PLATFORMS)).start()
+    try:
+        fake_openai.queue(Scripted(content=CITED))
+        teams_ask(server, connector, "How many vacation days do I get?")
+    finally:
+        server.stop()
+    *_, final = connector.sent
+    assert final.type == "message" and final.text == CITED
+    assert any(e["type"] == "streaminfo" and e["streamType"] == "final" for e in final.activity["entities"])
+    cards = [a for a in final.activity.get("attachments") or [] if a["contentType"] == "application/vnd.microsoft.card.adaptive"]
+    assert cards and "Ask HR" in str(cards[0]["content"])

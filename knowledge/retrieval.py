@@ -18,8 +18,11 @@ Cost: the full-text half reads the kept terms' postings from `term_postings`' pr
 INCLUDE (weight) — an index-only scan of at most `text_budget` rows carrying each chunk's precomputed
 ts_rank — instead of fetching every matching chunk's row and ranking its tsvector (the same numbers, verified
 query by query at 10k and 100k chunks). The statement is prepared once per connection and runs in one round
-trip. At 100k chunks a hybrid search costs about what LangChain's PGVectorStore similarity search does
-(benchmarks/peer.py).
+trip. In hybrid mode, where the full-text half does not vote (TEXT_WEIGHT 0), it is read only when the question's
+rarest kept term is rare enough to rescue (a one-time filter on `kept`'s min ndoc: no postings are read
+otherwise), so `text_rank` is None there unless a rescue was possible; `text` mode and a non-zero text_weight
+rank the full-text half as before. At 100k chunks a hybrid search costs about what LangChain's PGVectorStore
+similarity search does (benchmarks/peer.py; p95 still 1.07–1.24× of it on 2 loaded cores).
 
 Audiences (knowledge/audiences.py): every candidate source (the vector half's index scan, the full-text half's
 postings) keeps only chunks of documents the reader may read: audience_filter(), one SQL fragment with one bind
@@ -137,8 +140,13 @@ fts AS (
     FROM (
         SELECT p.chunk_id AS id, sum(kept.idf * (0.5 + p.weight)) AS score
         FROM kept JOIN term_postings p ON p.lexeme = kept.lexeme
-        WHERE :use_text AND (NOT (SELECT restricted FROM scope)
-                             OR EXISTS (SELECT 1 FROM chunks c WHERE c.id = p.chunk_id AND {permitted_c}))
+        WHERE :use_text
+          -- When the text half does not vote (hybrid, TEXT_WEIGHT 0) it only feeds the rescue, which needs the
+          -- rarest kept term to be rare: otherwise a one-time filter skips reading the postings at all.
+          AND (:text_ranks OR (SELECT min(ndoc) FROM kept) <= greatest(
+                   :rescue_max_chunks, :rescue_max_share * (SELECT chunk_total FROM corpus_state WHERE id = 1)))
+          AND (NOT (SELECT restricted FROM scope)
+               OR EXISTS (SELECT 1 FROM chunks c WHERE c.id = p.chunk_id AND {permitted_c}))
         GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT :candidates
     ) t
 ),
@@ -253,6 +261,7 @@ def search(
         "embedding": _vector_text(embedding),
         "use_vector": use_vector,
         "use_text": mode in ("hybrid", "text"),
+        "text_ranks": mode == "text" or float(text_weight) != 0.0,  # else the text half only feeds the rescue
         "candidates": candidates,
         "rrf_k": rrf_k,
         "vector_weight": float(vector_weight),

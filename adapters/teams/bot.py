@@ -8,6 +8,10 @@
   message; the id was mapped to the interaction when the answer was sent. The invoke is answered 200 with an
   empty body (Teams shows an error for any other answer).
 - The core is synchronous; every core call goes through `run` (the server's thread pool).
+
+Just over 400 lines because it is the one dispatcher of every Teams activity kind (messages, commands, uploads,
+feedback invokes, card actions); streaming (adapters.teams.stream), escalation (adapters.teams.escalation),
+uploads and rendering live in their own modules.
 """
 
 from __future__ import annotations

@@ -36,19 +36,9 @@ from benchmarks.common import (  # noqa: E402
     create_database, load_average, log, machine, percentiles, print_table, start_services, write_results,
 )
 from benchmarks.load_generator import teams_message  # noqa: E402
+from tests.helpers import LEAVE  # noqa: E402  (the small leave policy the tests share)
 
 SECRET = "bench-signing-secret-0123456789ab"
-LEAVE = """# Leave Policy
-
-## Vacation
-Full-time employees receive 25 days of paid vacation per calendar year.
-Part-time employees receive vacation pro-rated to their contracted hours.
-Unused vacation days can be carried over until March 31 of the next year.
-
-## Sick Leave
-Tell your manager before 10:00 on the first day of illness.
-A doctor's note is needed from the fourth consecutive day of absence.
-"""
 QUESTIONS = ["How many vacation days do I get?", "How much paid vacation do full-time employees receive?",
              "Can I carry over unused vacation days?", "Until when can unused vacation be carried over?",
              "Do part-time employees get vacation?"]

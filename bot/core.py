@@ -42,6 +42,7 @@ from bot.streaming import TextSink
 from bot.escalation import Escalations
 from bot.console_auth import ConsoleAuth
 from knowledge.audiences import EVERYONE, AudienceError, readable, reader_audiences, restricted
+from knowledge.db import reading
 from knowledge.embeddings import EmbeddingMismatch
 from knowledge.ingest import ingest_bytes, list_documents, remove_document
 from knowledge.loaders import DocumentError
@@ -115,7 +116,7 @@ class PolicyBot:
         """Load the embedding model and calibrate relevance now, so the first user does not wait for it."""
         try:
             self.runtime.embedder.embed_query("warm-up")
-            with self.runtime.sessions() as session:
+            with reading(self.runtime.sessions) as session:
                 corpus_version, _ = answer_state(session)
             self.calibrator.threshold(self.runtime.sessions, corpus_version)
         except Exception:  # a cold first answer is better than a server that does not start
@@ -182,7 +183,7 @@ class PolicyBot:
 
         # The model is known before the rewrite: a follow-up is rewritten by the model that will answer it.
         t = time.perf_counter()
-        with self.runtime.sessions() as session:
+        with reading(self.runtime.sessions) as session:
             corpus_version, active_model = answer_state(session)
         model = model_override or (active_model or self.settings.chat_model if self.llm else EXTRACTIVE_MODEL)
         turn = replace(turn, corpus_version=corpus_version, model=model)
@@ -220,7 +221,7 @@ class PolicyBot:
             vector = self.runtime.embedder.embed_query(turn.standalone)
             calibration = self.calibrator.calibration(self.runtime.sessions, turn.corpus_version,
                                                       turn.asker_audiences)
-            with self.runtime.sessions() as session:
+            with reading(self.runtime.sessions) as session:
                 passages = search(session, self.runtime.embedder, turn.standalone, k=self.settings.top_k,
                                   query_embedding=vector, background=calibration.background,
                                   audiences=turn.asker_audiences)
@@ -260,7 +261,7 @@ class PolicyBot:
         timings["embed"] = _ms(t)
         calibration = self.calibrator.calibration(self.runtime.sessions, turn.corpus_version, turn.audiences)
         t = time.perf_counter()
-        with self.runtime.sessions() as session:
+        with reading(self.runtime.sessions) as session:
             passages = search(session, self.runtime.embedder, turn.standalone, k=self.settings.top_k,
                               query_embedding=query_vector, background=calibration.background,
                               audiences=turn.audiences)

@@ -176,3 +176,58 @@ def test_a_hub_passage_close_to_every_question_ranks_lower(runtime, tmp_path):
     # "Check out the screen shots" says nothing, so it is near everything: in the top 3 for a vacation question.
     assert plain[0] == "Vacation" and "Having trouble" in plain
     assert corrected[0] == "Vacation" and "Having trouble" not in corrected
+
+
+def _prepared_runs(session, statement_text):
+    """How often this connection ran its prepared search statement (pg_prepared_statements counts plans)."""
+    return session.execute(
+        text("SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements "
+             "WHERE statement = :s"), {"s": statement_text}).scalar_one()
+
+
+def test_the_search_statement_stays_prepared_across_reading_sessions(runtime, tmp_path):
+    # psycopg drops every prepared statement on ROLLBACK; the bot's reads end with COMMIT (knowledge.db.reading),
+    # so the statement is planned once and then runs from its cached plan on every later question.
+    from knowledge.db import reading
+    from knowledge.retrieval import CANDIDATES, statement
+
+    _load(runtime, tmp_path)
+    sql = statement(CANDIDATES)
+    server_text = _server_text(sql)
+    runs = []
+    for question in ["When is lunch served?", "Where can I park?", "What is on the menu on Friday?"] * 3:
+        with reading(runtime.sessions) as s:
+            assert search(s, runtime.embedder, question, k=2)
+            runs.append(_prepared_runs(s, server_text))
+    assert runs[-1] >= 9 and runs == sorted(runs)  # one pooled connection's statement, never prepared afresh
+    with runtime.sessions() as s:  # a plain session ends in ROLLBACK: psycopg forgets its statements
+        search(s, runtime.embedder, "Where can I park?", k=2)
+    with reading(runtime.sessions) as s:
+        search(s, runtime.embedder, "Where can I park?", k=2)
+        assert _prepared_runs(s, server_text) < runs[-1]
+
+
+def _server_text(sql: str) -> str:
+    """The statement as the server holds it: psycopg's %(name)s placeholders numbered $1, $2… in order."""
+    import re
+
+    names: list[str] = []
+
+    def number(match):
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, sql)
+
+
+def test_the_restricted_documents_check_reads_the_partial_index(runtime):
+    # Migration 0006's predicate must be the text retrieval uses, or the planner cannot use the index.
+    from knowledge.retrieval import RESTRICTED_DOCUMENT
+
+    with runtime.sessions() as s:
+        s.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(s.execute(text(
+            f"EXPLAIN SELECT 1 FROM documents WHERE {RESTRICTED_DOCUMENT} AND NOT audiences && '{{hr}}'::text[]")
+        ).scalars())
+    assert "documents_restricted" in plan

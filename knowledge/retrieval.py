@@ -17,12 +17,18 @@ of the corpus. Term frequencies come from `term_stats`, which ingestion keeps ex
 Cost: the full-text half reads the kept terms' postings from `term_postings`' primary key (lexeme, chunk_id)
 INCLUDE (weight) — an index-only scan of at most `text_budget` rows carrying each chunk's precomputed
 ts_rank — instead of fetching every matching chunk's row and ranking its tsvector (the same numbers, verified
-query by query at 10k and 100k chunks). The statement is prepared once per connection and runs in one round
-trip. In hybrid mode, where the full-text half does not vote (TEXT_WEIGHT 0), it is read only when the question's
-rarest kept term is rare enough to rescue (a one-time filter on `kept`'s min ndoc: no postings are read
-otherwise), so `text_rank` is None there unless a rescue was possible; `text` mode and a non-zero text_weight
-rank the full-text half as before. At 100k chunks a hybrid search costs about what LangChain's PGVectorStore
-similarity search does (benchmarks/peer.py; p95 still 1.07–1.24× of it on 2 loaded cores).
+query by query at 10k and 100k chunks). In hybrid mode, where the full-text half does not vote (TEXT_WEIGHT 0),
+it only looks for the passage to rescue: it is read only when the question's rarest kept term is rare enough (a
+one-time filter on `kept`'s min ndoc: no postings are read otherwise), within RESCUE_TEXT_BUDGET postings, and it
+returns its best passage alone — so `text_rank` there is 1 or None; `text` mode and a non-zero text_weight rank
+the full-text half in full. The vector half fetches CANDIDATES (20) rows, what the per-document cap and the hub
+penalty need for k=5.
+
+The statement is prepared once per connection and runs in one round trip, from one cached generic plan: its
+candidate count is in the text (so the plan keeps the HNSW scan), the audience filter is a hashed check under the
+scan (not a join that could drive it), and the bot's reads end in COMMIT (knowledge.db.reading), which keeps
+psycopg's prepared statements where a ROLLBACK drops them. At 100k chunks a hybrid search costs about what
+LangChain's PGVectorStore similarity search does (benchmarks/peer.py: p95 0.91× of it, p50 1.16×).
 
 Audiences (knowledge/audiences.py): every candidate source (the vector half's index scan, the full-text half's
 postings) keeps only chunks of documents the reader may read: audience_filter(), one SQL fragment with one bind
@@ -31,7 +37,7 @@ never a post-filter that returns fewer. pgvector's HNSW scan (0.6) filters the `
 found; when restricted chunks crowd those out (the vector half found fewer than `candidates`) and fewer than k
 rows come back, the query runs again in the same transaction with a wider scan (FILTERED_EF_SEARCH); measured
 on 20k chunks the filtered query still walks the HNSW index. When every document is open to the reader (the
-common case) the postings' filter is skipped at run time (`scope`). The term statistics stay corpus-wide: they
+common case) both halves skip the filter at run time (`scope`, over the partial index documents_restricted). The term statistics stay corpus-wide: they
 hold chunk counts per lexeme, never text, and they only choose which of the question's own words the full-text
 half uses and whether its best *permitted* passage is rescued; a restricted chunk can only make a word look
 more common, never be returned.
@@ -55,7 +61,7 @@ from knowledge.embeddings import Embedder
 from knowledge.schema import TS_CONFIG
 
 RRF_K = 60
-CANDIDATES = 20  # measured: 20 and 40 give the same top 5 on 431 of 432 real questions (metrics unchanged)
+CANDIDATES = 20  # measured: 20 and 40 give the same top 5 on 431 of 432 real questions (the metrics unchanged)
 TEXT_BUDGET = 3000
 # When the full-text half only looks for the passage to rescue (hybrid, TEXT_WEIGHT 0) it reads fewer postings:
 # measured on 432 real questions (18F, Basecamp, sample; dev and blind), 1,000 and 3,000 give the same top 5

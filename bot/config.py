@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # --- documents ---------------------------------------------------------------------------------
     max_document_mb: float = Field(20.0, validation_alias=_env("POLICYBOT_MAX_DOCUMENT_MB"))
+    # A served upload's ingestion runs at this CPU priority (nice 0-19; 0: the server's own), below the answer
+    # workers' nice 10, so answers keep their cores while a document is embedded (bot/yielding.py).
+    upload_nice: int = Field(19, ge=0, le=19, validation_alias=_env("POLICYBOT_UPLOAD_NICE"))
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=_env("POLICYBOT_ADMINS"))
 
     # --- HR in the loop (bot/escalation.py) ---------------------------------------------------------

@@ -3,6 +3,7 @@ the sign-in rules (no link, expired, reused, non-admin, missing CSRF token → r
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timezone
 from contextlib import asynccontextmanager
@@ -237,3 +238,63 @@ async def test_models_promote_through_the_gate_and_roll_back(admin_bot):
         assert registry.get(sessions, better.id).status == "rolled_back"
         again = await (await client.post("/admin/models/rollback", data={"csrf": csrf})).text()
         assert "nothing to roll back" in again
+
+
+class ThreadRecordingEmbedder:
+    """The session's real e5 embedder, noting on which thread and at which CPU priority each call ran."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder, self.name, self.dim = embedder, embedder.name, embedder.dim
+        self.calls: list[tuple[str, str, int]] = []  # (query | passages, thread name, nice)
+
+    def _note(self, what: str) -> None:
+        import threading
+
+        from bot.yielding import thread_nice
+
+        self.calls.append((what, threading.current_thread().name, thread_nice()))
+
+    def embed_query(self, text):
+        self._note("query")
+        return self.embedder.embed_query(text)
+
+    def embed_passages(self, texts):
+        self._note("passages")
+        return self.embedder.embed_passages(texts)
+
+
+@run_async
+async def test_an_upload_embeds_at_a_lower_cpu_priority_than_answers(runtime, embedder, tmp_path):
+    """A served upload's ingestion runs on a thread of its own at POLICYBOT_UPLOAD_NICE (default 19), below the
+    answer workers' nice 10; the server's threads, which answer afterwards, keep their priority. 0 turns it off."""
+    from bot.yielding import thread_nice
+
+    spy = ThreadRecordingEmbedder(embedder)
+    runtime.embedder = spy
+    runtime.settings = runtime.settings.model_copy(update={"admins": [ADMIN]})
+    bot = PolicyBot(runtime)
+    assert bot.settings.upload_nice == 19
+    before = thread_nice()
+    async with console(bot) as client:
+        assert (await sign_in(client, bot.console.issue_link(ADMIN))).status == 303
+        csrf = hidden(await (await client.get("/admin/documents")).text(), "csrf")
+        form = FormData()
+        form.add_field("csrf", csrf)
+        form.add_field("file", LEAVE.encode(), filename="leave.md")
+        uploaded = await client.post("/admin/documents/upload", data=form)
+        assert uploaded.status == 200 and "Added “Leave Policy”" in await uploaded.text()
+    [(what, thread, nice)] = spy.calls
+    assert (what, thread, nice) == ("passages", "upload-yielding", 19)
+    answer = await asyncio.to_thread(bot.answer, "How many vacation days do I get?", "U7", "slack")
+    assert answer.grounded and thread_nice() == before
+    assert spy.calls[-1][0] == "query" and spy.calls[-1][2] == before  # a new thread: answers never run at 19
+
+    spy.calls.clear()  # POLICYBOT_UPLOAD_NICE=0: the caller's own thread and priority, as before
+    bot.settings = runtime.settings = runtime.settings.model_copy(update={"upload_nice": 0})
+    result = await asyncio.to_thread(bot.upload, ADMIN, "pets.md", b"# Pets\n\nDogs are welcome on Fridays.\n")
+    assert result.ok and [(w, n) for w, _, n in spy.calls] == [("passages", before)]
+    assert spy.calls[0][1] != "upload-yielding"
+
+    bot.settings = runtime.settings.model_copy(update={"upload_nice": 19})
+    bad = await asyncio.to_thread(bot.upload, ADMIN, "empty.md", b"   \n")
+    assert not bad.ok and "Upload failed" in bad.message  # the thread's DocumentError reaches the admin

@@ -87,6 +87,25 @@ class CpuSampler:
                 "cores_used": {k: round(v / wall, 2) for k, v in out.items()} if wall else {}}
 
 
+def threads_by_nice(pid: int) -> dict[int, int]:
+    """How many threads of `pid` and its children run at each nice value (Linux /proc; {} elsewhere)."""
+    import psutil
+
+    counts: dict[int, int] = {}
+    try:
+        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return counts
+    for one in pids:
+        for stat in Path(f"/proc/{one}/task").glob("*/stat"):
+            try:
+                nice = int(stat.read_text().rsplit(")", 1)[1].split()[16])  # field 19 of proc(5)
+            except (OSError, IndexError, ValueError):
+                continue
+            counts[nice] = counts.get(nice, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 # ----------------------------------------------------------------------------------------- py-spy
 
 

@@ -1,11 +1,12 @@
 """Answer latency while an admin uploads a document to a running server (a script, not a test).
 
-    flock /tmp/bench.lock /tmp/venv/bin/python benchmarks/upload.py --rate 20 --baseline 25 --upload-nice 0 19
+    flock /tmp/bench.lock /tmp/venv/bin/python benchmarks/upload.py --rate 20 --baseline 25 --upload-priority normal low idle
 
 What runs: load.py's setup (benchmarks/bot_server.py, fakes_process.py): `policybot serve --answer-workers 2`
 with its own PostgreSQL and Redis, the sample handbook ingested with `policybot ingest`, the local Slack, Teams
-connector and LLM fakes (--llm-delay). One round per --upload-nice value, each on a freshly started server with
-POLICYBOT_UPLOAD_NICE set to it (0: the upload's ingestion at the server's own priority, as before bot/yielding.py):
+connector and LLM fakes (--llm-delay). One round per --upload-priority value, each on a freshly started server
+with POLICYBOT_UPLOAD_PRIORITY set to it (`normal`: the upload's ingestion at the server's own priority, as before
+bot/yielding.py; `low`: nice 19; `idle`: SCHED_IDLE, the default):
 
 1. steady load: --rate questions/s (load_generator.py: signed Slack events and Teams activities, every question
    made unique, so each answer embeds, retrieves and calls the LLM; no feedback clicks), for --baseline seconds;
@@ -52,8 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--baseline", type=float, default=25.0, help="seconds of load before the upload")
     p.add_argument("--after", type=float, default=5.0, help="seconds of load after the upload's reply")
     p.add_argument("--chunks", type=int, default=140, help="paragraphs of the generated document (~0.75 passages each)")
-    p.add_argument("--upload-nice", type=int, nargs="+", default=[0, 19],
-                   help="POLICYBOT_UPLOAD_NICE of each round, in order (0: the server's own priority)")
+    p.add_argument("--upload-priority", nargs="+", default=["normal", "low", "idle"],
+                   choices=["normal", "low", "idle"],
+                   help="POLICYBOT_UPLOAD_PRIORITY of each round, in order (normal: the server's own priority)")
     p.add_argument("--answer-workers", type=int, default=2)
     p.add_argument("--llm-delay", type=float, default=0.3, help="fake LLM seconds per chat completion")
     p.add_argument("--drain-timeout", type=float, default=60.0)
@@ -133,12 +135,12 @@ class AdminConsole:
             return response.status, self.message(await response.text())
 
 
-async def run_round(args, nice: int, server: bot_server.BotServer, fakes: fakes_process.Fakes, env: dict,
+async def run_round(args, priority: str, server: bot_server.BotServer, fakes: fakes_process.Fakes, env: dict,
                     document: tuple[str, bytes, int], pg: Postgres, redis: Redis, number: int) -> dict:
     filename, data, _ = document
     config = load_generator.LoadConfig(concurrency=args.concurrency, rate=args.rate, duration_s=3600.0,
                                        feedback=0.0, unique_fraction=1.0, seed=args.seed + number)
-    out: dict = {"upload_nice": nice, "windows": {}}
+    out: dict = {"upload_priority": priority, "windows": {}}
     async with load_generator.Load(server.url, fakes, load_generator.load_questions(), config) as load, \
             AdminConsole(server.url) as admin:
         out["cold_start_first_question_ms"] = await load.warm_up()
@@ -158,18 +160,18 @@ async def run_round(args, nice: int, server: bot_server.BotServer, fakes: fakes_
                 marks[name] = now
                 load.phase = name
                 cpu.start()
-                log(f"round upload_nice={nice}: {name} window; load average {common.load_average()}")
+                log(f"round {priority}: {name} window; load average {common.load_average()}")
 
         async def admin_uploads() -> None:
             await asyncio.sleep(args.baseline)
             window("upload")
             started = time.perf_counter()
 
-            async def sample_nices() -> None:  # the server's threads by priority while it ingests
+            async def sample_priorities() -> None:  # the server's threads by priority while it ingests
                 await asyncio.sleep(2.0)
-                out["threads_by_nice_during_upload"] = await asyncio.to_thread(profiling.threads_by_nice, server.pid)
+                out["threads_by_priority_during_upload"] = await asyncio.to_thread(profiling.threads_by_priority, server.pid)
 
-            sampler = asyncio.create_task(sample_nices())
+            sampler = asyncio.create_task(sample_priorities())
             status, message = await admin.upload(filename, data)
             sampler.cancel()
             seconds = time.perf_counter() - started
@@ -193,7 +195,7 @@ async def run_round(args, nice: int, server: bot_server.BotServer, fakes: fakes_
             out["windows"][phase].update({
                 "questions": len(questions), "unanswered": sum(1 for q in questions if not q.answers),
                 "e2e_ms": percentiles(load_results.e2e_latencies(questions))})
-    log(f"server threads by nice during the upload: {out.get('threads_by_nice_during_upload')}")
+    log(f"server threads by priority during the upload: {out.get('threads_by_priority_during_upload')}")
     return out
 
 
@@ -204,15 +206,15 @@ def report(result: dict) -> None:
             w = r["windows"][phase]
             e2e = w["e2e_ms"]
             cores = w["cpu"]["cores_used"]
-            rows.append([r["upload_nice"], phase, w["seconds"], w["questions"], w["unanswered"], e2e.get("p50"),
+            rows.append([r["upload_priority"], phase, w["seconds"], w["questions"], w["unanswered"], e2e.get("p50"),
                          e2e.get("p95"), e2e.get("p99"), cores.get("policybot serve (web + answer workers)"),
                          cores.get("postgres"), cores.get("machine (all processes)"), w["load_average_end"][0]])
     print_table("Answer latency (ms, event → answer posted) by window; server CPU in cores",
-                ["upload nice", "window", "s", "questions", "unanswered", "p50", "p95", "p99", "serve cores",
+                ["upload priority", "window", "s", "questions", "unanswered", "p50", "p95", "p99", "serve cores",
                  "postgres", "machine", "load avg"], rows)
-    print_table("Targets: ingest-window p95 <= 2x baseline p95", ["upload nice", "upload", "passages/s",
+    print_table("Targets: ingest-window p95 <= 2x baseline p95", ["upload priority", "upload", "passages/s",
                                                                   "p95 ratio", "verdict"],
-                [[r["upload_nice"], f"{r['upload']['passages']} passages in {r['upload']['seconds']} s",
+                [[r["upload_priority"], f"{r['upload']['passages']} passages in {r['upload']['seconds']} s",
                   r["upload"]["passages_per_s"], r["p95_ratio"],
                   "MET" if r["p95_ratio"] is not None and r["p95_ratio"] <= TARGET_P95_RATIO else "MISSED"]
                  for r in result["rounds"]])
@@ -223,7 +225,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="pbupload"))
     result: dict = {"benchmark": "upload", "config": vars(args), "machine": common.machine(),
                     "load_average_start": common.load_average(), "rounds": []}
-    log(f"upload under load: {args.rate}/s, rounds with POLICYBOT_UPLOAD_NICE {args.upload_nice}; "
+    log(f"upload under load: {args.rate}/s, rounds with POLICYBOT_UPLOAD_PRIORITY {args.upload_priority}; "
         f"load average {common.load_average()}")
     pg = redis = fakes = server = None
     try:
@@ -237,11 +239,11 @@ def main(argv=None) -> int:
         result["handbook_ingest_s"] = round(bot_server.ingest_handbook(env), 1)
         document = handbook(args.chunks, args.seed)
         result["document"] = {"name": document[0], "bytes": len(document[1]), "passages": document[2]}
-        for number, nice in enumerate(args.upload_nice):
-            server = bot_server.BotServer({**env, "POLICYBOT_UPLOAD_NICE": str(nice)}, work / f"server-{number}.log",
+        for number, priority in enumerate(args.upload_priority):
+            server = bot_server.BotServer({**env, "POLICYBOT_UPLOAD_PRIORITY": priority}, work / f"server-{number}.log",
                                           answer_workers=args.answer_workers)
-            log(f"policybot serve healthy in {server.start():.1f} s (POLICYBOT_UPLOAD_NICE={nice})")
-            one = asyncio.run(run_round(args, nice, server, fakes, env, document, pg, redis, number))
+            log(f"policybot serve healthy in {server.start():.1f} s (POLICYBOT_UPLOAD_PRIORITY={priority})")
+            one = asyncio.run(run_round(args, priority, server, fakes, env, document, pg, redis, number))
             base, during = (one["windows"][p]["e2e_ms"].get("p95") for p in ("baseline", "upload"))
             one["p95_ratio"] = round(during / base, 2) if base and during else None
             one["shutdown"] = server.stop()

@@ -412,7 +412,7 @@ class PolicyBot:
             return UploadResult(False, "Only policy admins can upload documents. Ask the People team to add you.")
         try:
             # At a lower CPU priority than answers: a document's embedding must not slow the answers meanwhile.
-            result = run_yielding(self.settings.upload_nice, ingest_bytes, self.runtime.sessions,
+            result = run_yielding(self.settings.upload_priority, ingest_bytes, self.runtime.sessions,
                                   self.runtime.embedder, data, filename, title=title, link=link, uploaded_by=user_id,
                                   max_bytes=self.settings.max_document_bytes, audiences=audiences)
         except AudienceError as err:

@@ -245,14 +245,14 @@ class ThreadRecordingEmbedder:
 
     def __init__(self, embedder) -> None:
         self.embedder, self.name, self.dim = embedder, embedder.name, embedder.dim
-        self.calls: list[tuple[str, str, int]] = []  # (query | passages, thread name, nice)
+        self.calls: list[tuple[str, str, str]] = []  # (query | passages, thread name, priority)
 
     def _note(self, what: str) -> None:
         import threading
 
-        from bot.yielding import thread_nice
+        from bot.yielding import thread_priority
 
-        self.calls.append((what, threading.current_thread().name, thread_nice()))
+        self.calls.append((what, threading.current_thread().name, thread_priority()))
 
     def embed_query(self, text):
         self._note("query")
@@ -264,17 +264,18 @@ class ThreadRecordingEmbedder:
 
 
 @run_async
-async def test_an_upload_embeds_at_a_lower_cpu_priority_than_answers(runtime, embedder, tmp_path):
-    """A served upload's ingestion runs on a thread of its own at POLICYBOT_UPLOAD_NICE (default 19), below the
-    answer workers' nice 10; the server's threads, which answer afterwards, keep their priority. 0 turns it off."""
-    from bot.yielding import thread_nice
+async def test_an_upload_embeds_at_a_lower_cpu_priority_than_answers(runtime, embedder):
+    """A served upload's ingestion runs on a thread of its own at POLICYBOT_UPLOAD_PRIORITY (default idle: SCHED_IDLE),
+    below the answer workers' nice 10; the server's threads, which answer afterwards, keep theirs."""
+    from bot.yielding import thread_priority
 
     spy = ThreadRecordingEmbedder(embedder)
     runtime.embedder = spy
     runtime.settings = runtime.settings.model_copy(update={"admins": [ADMIN]})
     bot = PolicyBot(runtime)
-    assert bot.settings.upload_nice == 19
-    before = thread_nice()
+    assert bot.settings.upload_priority == "idle"
+    before = thread_priority()
+    assert before != "idle"
     async with console(bot) as client:
         assert (await sign_in(client, bot.console.issue_link(ADMIN))).status == 303
         csrf = hidden(await (await client.get("/admin/documents")).text(), "csrf")
@@ -283,18 +284,18 @@ async def test_an_upload_embeds_at_a_lower_cpu_priority_than_answers(runtime, em
         form.add_field("file", LEAVE.encode(), filename="leave.md")
         uploaded = await client.post("/admin/documents/upload", data=form)
         assert uploaded.status == 200 and "Added “Leave Policy”" in await uploaded.text()
-    [(what, thread, nice)] = spy.calls
-    assert (what, thread, nice) == ("passages", "upload-yielding", 19)
+    assert spy.calls == [("passages", "upload-yielding", "idle")]
     answer = await asyncio.to_thread(bot.answer, "How many vacation days do I get?", "U7", "slack")
-    assert answer.grounded and thread_nice() == before
-    assert spy.calls[-1][0] == "query" and spy.calls[-1][2] == before  # a new thread: answers never run at 19
+    assert answer.grounded and thread_priority() == before
+    assert spy.calls[-1][0] == "query" and spy.calls[-1][2] == before  # a new thread: answers never run idle
 
-    spy.calls.clear()  # POLICYBOT_UPLOAD_NICE=0: the caller's own thread and priority, as before
-    bot.settings = runtime.settings = runtime.settings.model_copy(update={"upload_nice": 0})
-    result = await asyncio.to_thread(bot.upload, ADMIN, "pets.md", b"# Pets\n\nDogs are welcome on Fridays.\n")
-    assert result.ok and [(w, n) for w, _, n in spy.calls] == [("passages", before)]
-    assert spy.calls[0][1] != "upload-yielding"
+    for priority, expected in (("low", "nice 19"), ("normal", before)):  # normal: the caller's thread, as before
+        spy.calls.clear()
+        bot.settings = runtime.settings.model_copy(update={"upload_priority": priority})
+        result = await asyncio.to_thread(bot.upload, ADMIN, "pets.md", f"# Pets\n\nDogs come on {priority} days.\n".encode())
+        assert result.ok and [(w, p) for w, _, p in spy.calls] == [("passages", expected)]
+        assert (spy.calls[0][1] == "upload-yielding") == (priority != "normal")
 
-    bot.settings = runtime.settings.model_copy(update={"upload_nice": 19})
+    bot.settings = runtime.settings
     bad = await asyncio.to_thread(bot.upload, ADMIN, "empty.md", b"   \n")
     assert not bad.ok and "Upload failed" in bad.message  # the thread's DocumentError reaches the admin

@@ -65,6 +65,15 @@ def ingest_handbook(env: dict) -> float:
     return time.perf_counter() - started
 
 
+def console_link(env: dict, user_id: str) -> str:
+    """`policybot console-link USER_ID`: the one-time admin console sign-in link an admin asks for."""
+    result = subprocess.run(policybot_command() + ["console-link", user_id], env=env, cwd=str(ROOT),
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"console-link failed ({result.returncode}): {result.stderr[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
 class BotServer:
     """`policybot serve` as a subprocess on 127.0.0.1; stop() sends SIGTERM (graceful: answers are drained)."""
 

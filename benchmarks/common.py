@@ -347,6 +347,16 @@ class SyntheticDoc:
     chunks: list[tuple[str, str]]  # (section path, text)
     centroid: int
 
+    def markdown(self) -> str:
+        """The document as an admin would upload it: a title, a heading per section, a paragraph per chunk."""
+        parts, section = [f"# {self.title}"], None
+        for path, body in self.chunks:
+            if path != section:
+                parts.append("## " + path.replace(" › ", " — "))
+                section = path
+            parts.append(body)
+        return "\n\n".join(parts) + "\n"
+
 
 class CorpusGenerator:
     """Deterministic synthetic documents: ~20 chunks each, 40-120 words per chunk, Zipf token frequencies."""

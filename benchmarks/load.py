@@ -97,17 +97,7 @@ async def run_load(args, servers: list[bot_server.BotServer], fakes: fakes_proce
     urls = [server.url for server in servers]
     server = servers[0]
     async with load_generator.Load(urls, fakes, questions, config) as load:
-        # Warm-up (not measured): smalltalk, then one real question outside questions.jsonl. The first real
-        # question of a process loads the embedding model and calibrates the relevance threshold
-        # (bot/relevance.py); that cold start is timed here and kept out of the measured steps.
-        load.phase = "warmup"
-        for kind in ("mention", "dm", "teams", "mention", "teams"):
-            await load.send_question(kind, "hello")
-        firsts = [await load.send_question("mention", f"Who do I talk to about an office plant allowance (desk {i})?")
-                  for i in range(len(servers))]  # consecutive questions go to consecutive servers
-        await load.wait_answered(120)
-        out["cold_start_first_question_ms"] = [round(load_results.e2e_latencies([q])[0], 1) if q.answers else None
-                                               for q in firsts]
+        out["cold_start_first_question_ms"] = await load.warm_up(len(servers))
 
         for rate in args.rate:
             if redis.url:  # every step starts with an empty answer cache (dedupe keys stay: event ids are unique)

@@ -194,6 +194,22 @@ class Load:
         self.deadline = self.started + (duration_s if duration_s is not None else self.cfg.duration_s)
         await asyncio.gather(*(self._sender(i) for i in range(self.cfg.concurrency)))
 
+    def end_in(self, seconds: float) -> None:
+        """End the running load `seconds` from now (each sender checks the deadline before it sends)."""
+        self.deadline = asyncio.get_running_loop().time() + seconds
+
+    async def warm_up(self, servers: int = 1) -> list[float | None]:
+        """Not measured: smalltalk, then one real question outside questions.jsonl per server. The first real
+        question of a process loads the embedding model and calibrates the relevance threshold (bot/relevance.py);
+        that cold start is timed here (e2e ms per server) and kept out of the measured steps."""
+        self.phase = "warmup"
+        for kind in ("mention", "dm", "teams", "mention", "teams"):
+            await self.send_question(kind, "hello")
+        firsts = [await self.send_question("mention", f"Who do I talk to about an office plant allowance (desk {i})?")
+                  for i in range(servers)]  # consecutive questions go to consecutive servers
+        await self.wait_answered(120)
+        return [round((q.answers[0][0] - q.sent) * 1000, 1) if q.answers else None for q in firsts]
+
     # ------------------------------------------------------------------------------------------ senders
     async def _sender(self, index: int) -> None:
         loop = asyncio.get_running_loop()

@@ -87,6 +87,27 @@ class CpuSampler:
                 "cores_used": {k: round(v / wall, 2) for k, v in out.items()} if wall else {}}
 
 
+def threads_by_priority(pid: int) -> dict[str, int]:
+    """How many threads of `pid` and its children run at each CPU priority: `idle` (SCHED_IDLE) or `nice N`
+    (Linux /proc; {} elsewhere)."""
+    import psutil
+
+    counts: dict[str, int] = {}
+    try:
+        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return counts
+    for one in pids:
+        for stat in Path(f"/proc/{one}/task").glob("*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # proc(5) from field 3 on
+                key = "idle" if int(fields[38]) == 5 else f"nice {int(fields[16])}"  # policy 5 = SCHED_IDLE
+            except (OSError, IndexError, ValueError):
+                continue
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 # ----------------------------------------------------------------------------------------- py-spy
 
 

@@ -8,7 +8,7 @@ environment themselves: they take a `Settings` (or plain values taken from it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # --- documents ---------------------------------------------------------------------------------
     max_document_mb: float = Field(20.0, validation_alias=_env("POLICYBOT_MAX_DOCUMENT_MB"))
+    # A served upload's ingestion: `idle` (runs only on CPU nothing else wants), `low` (nice 19) or `normal` (the
+    # server's own priority); below the answer workers', so answers keep their cores meanwhile (bot/yielding.py).
+    upload_priority: Literal["idle", "low", "normal"] = Field("idle", validation_alias=_env("POLICYBOT_UPLOAD_PRIORITY"))
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=_env("POLICYBOT_ADMINS"))
 
     # --- HR in the loop (bot/escalation.py) ---------------------------------------------------------

@@ -40,6 +40,7 @@ from bot.runtime import Runtime
 from bot.platform_events import PlatformEvents
 from bot.streaming import TextSink
 from bot.escalation import Escalations
+from bot.yielding import run_yielding
 from bot.console_auth import ConsoleAuth
 from knowledge.audiences import EVERYONE, AudienceError, readable, reader_audiences, restricted
 from knowledge.db import reading
@@ -411,9 +412,10 @@ class PolicyBot:
         if not self.is_admin(user_id):
             return UploadResult(False, "Only policy admins can upload documents. Ask the People team to add you.")
         try:
-            result = ingest_bytes(self.runtime.sessions, self.runtime.embedder, data, filename, title=title,
-                                  link=link, uploaded_by=user_id, max_bytes=self.settings.max_document_bytes,
-                                  audiences=audiences)
+            # At a lower CPU priority than answers: a document's embedding must not slow the answers meanwhile.
+            result = run_yielding(self.settings.upload_priority, ingest_bytes, self.runtime.sessions,
+                                  self.runtime.embedder, data, filename, title=title, link=link, uploaded_by=user_id,
+                                  max_bytes=self.settings.max_document_bytes, audiences=audiences)
         except AudienceError as err:
             return UploadResult(False, f"Upload failed: {err}. Nothing was changed.")
         except (DocumentError, EmbeddingMismatch) as err:

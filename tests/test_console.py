@@ -3,6 +3,7 @@ the sign-in rules (no link, expired, reused, non-admin, missing CSRF token → r
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timezone
 from contextlib import asynccontextmanager
@@ -237,3 +238,64 @@ async def test_models_promote_through_the_gate_and_roll_back(admin_bot):
         assert registry.get(sessions, better.id).status == "rolled_back"
         again = await (await client.post("/admin/models/rollback", data={"csrf": csrf})).text()
         assert "nothing to roll back" in again
+
+
+class ThreadRecordingEmbedder:
+    """The session's real e5 embedder, noting on which thread and at which CPU priority each call ran."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder, self.name, self.dim = embedder, embedder.name, embedder.dim
+        self.calls: list[tuple[str, str, str]] = []  # (query | passages, thread name, priority)
+
+    def _note(self, what: str) -> None:
+        import threading
+
+        from bot.yielding import thread_priority
+
+        self.calls.append((what, threading.current_thread().name, thread_priority()))
+
+    def embed_query(self, text):
+        self._note("query")
+        return self.embedder.embed_query(text)
+
+    def embed_passages(self, texts):
+        self._note("passages")
+        return self.embedder.embed_passages(texts)
+
+
+@run_async
+async def test_an_upload_embeds_at_a_lower_cpu_priority_than_answers(runtime, embedder):
+    """A served upload's ingestion runs on a thread of its own at POLICYBOT_UPLOAD_PRIORITY (default idle: SCHED_IDLE),
+    below the answer workers' nice 10; the server's threads, which answer afterwards, keep theirs."""
+    from bot.yielding import thread_priority
+
+    spy = ThreadRecordingEmbedder(embedder)
+    runtime.embedder = spy
+    runtime.settings = runtime.settings.model_copy(update={"admins": [ADMIN]})
+    bot = PolicyBot(runtime)
+    assert bot.settings.upload_priority == "idle"
+    before = thread_priority()
+    assert before != "idle"
+    async with console(bot) as client:
+        assert (await sign_in(client, bot.console.issue_link(ADMIN))).status == 303
+        csrf = hidden(await (await client.get("/admin/documents")).text(), "csrf")
+        form = FormData()
+        form.add_field("csrf", csrf)
+        form.add_field("file", LEAVE.encode(), filename="leave.md")
+        uploaded = await client.post("/admin/documents/upload", data=form)
+        assert uploaded.status == 200 and "Added “Leave Policy”" in await uploaded.text()
+    assert spy.calls == [("passages", "upload-yielding", "idle")]
+    answer = await asyncio.to_thread(bot.answer, "How many vacation days do I get?", "U7", "slack")
+    assert answer.grounded and thread_priority() == before
+    assert spy.calls[-1][0] == "query" and spy.calls[-1][2] == before  # a new thread: answers never run idle
+
+    for priority, expected in (("low", "nice 19"), ("normal", before)):  # normal: the caller's thread, as before
+        spy.calls.clear()
+        bot.settings = runtime.settings.model_copy(update={"upload_priority": priority})
+        result = await asyncio.to_thread(bot.upload, ADMIN, "pets.md", f"# Pets\n\nDogs come on {priority} days.\n".encode())
+        assert result.ok and [(w, p) for w, _, p in spy.calls] == [("passages", expected)]
+        assert (spy.calls[0][1] == "upload-yielding") == (priority != "normal")
+
+    bot.settings = runtime.settings
+    bad = await asyncio.to_thread(bot.upload, ADMIN, "empty.md", b"   \n")
+    assert not bad.ok and "Upload failed" in bad.message  # the thread's DocumentError reaches the admin

@@ -368,9 +368,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _set_shared_buffers(postgres, size: str) -> None:
     """Why: at 100k chunks the two HNSW indexes alone are ~390 MB, and the variants interleave, so with the default
-    128 MB buffer pool every query reads most of its pages back from the OS page cache, and the figure is that
-    eviction traffic (measured: p50 of both systems ~1.5x higher) rather than the query. A server holding its
-    working set is what pgvector's documentation asks for; the default stays measurable with --shared-buffers 128MB."""
+    128 MB buffer pool each query read 180 (LangChain) to 270 (ours) pages back from the OS page cache (EXPLAIN
+    BUFFERS), so the figure measured that eviction as much as the query. A server holding its working set is what
+    pgvector's documentation asks for; the default stays measurable with --shared-buffers 128MB."""
     import psycopg
 
     with psycopg.connect(common.psycopg_conninfo(postgres.admin_url), autocommit=True) as conn:

@@ -40,3 +40,49 @@ def test_event_dedupe_claims_once(redis_client):
     assert 0 < redis_client.ttl("policybot:event:slack:Ev1") <= dedupe.DEFAULT_TTL_S
     redis_client.delete("policybot:event:slack:Ev1")
     assert dedupe.claim(redis_client, "slack", "Ev1")
+
+
+def test_async_event_calls_share_the_sync_keys_and_fail_open(redis_client):
+    """The adapters' event-loop calls (redis.asyncio, no thread hop) and the thread calls are one store."""
+    import asyncio
+
+    from bot import metrics
+    from bot.platform_events import PlatformEvents, async_twin
+
+    events = PlatformEvents(redis_client)
+    counter = metrics.events_deduplicated.labels("teams")
+    before = counter._value.get()
+
+    async def scenario() -> tuple:
+        first = await events.claim_event_async("teams", "conv|Ev9")
+        again = await events.claim_event_async("teams", "conv|Ev9")
+        before_mark = await events.answered_in_thread_async("slack", "C1", "1.5")
+        await events.mark_thread_answered_async("slack", "C1", "1.5")
+        await events.aclose()
+        return first, again, before_mark
+
+    first, again, before_mark = asyncio.run(scenario())
+    assert (first, again, before_mark) == (True, False, False)
+    assert counter._value.get() == before + 1
+    assert not events.claim_event("teams", "conv|Ev9")  # the sync call sees the async claim
+    assert events.answered_in_thread("slack", "C1", "1.5")
+    assert 0 < redis_client.ttl("policybot:slack:thread:C1:1.5") <= 2 * 3600
+    # A second event loop gets its own client (connections belong to a loop) on the same server.
+    assert asyncio.run(events.answered_in_thread_async("slack", "C1", "1.5"))
+    def where(client) -> dict:
+        return {k: v for k, v in client.connection_pool.connection_kwargs.items()
+                if k in ("path", "host", "port")}
+
+    assert where(async_twin(redis_client)) == where(redis_client) and where(redis_client)
+    tcp = redis.Redis(host="127.0.0.1", port=6399, db=3, socket_timeout=0.5)
+    twin = async_twin(tcp).connection_pool.connection_kwargs
+    assert where(async_twin(tcp)) == where(tcp) and (twin["db"], twin["socket_timeout"]) == (3, 0.5)
+
+    dead = PlatformEvents(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+
+    async def down() -> tuple:
+        out = (await dead.claim_event_async("slack", "Ev10"), await dead.answered_in_thread_async("slack", "C", "1"))
+        await dead.mark_thread_answered_async("slack", "C", "1")  # logged, not raised
+        return out
+
+    assert asyncio.run(down()) == (True, False)  # Redis down: handle the event; the thread counts as new

@@ -156,8 +156,9 @@ class TeamsEndpoint:
         await self._turn(result, Activity().deserialize(turn["activity"]))
 
     async def drain(self, _app: web.Application | None = None) -> None:
-        """Let turns in progress finish (answers being sent) before the process stops."""
+        """Let turns in progress finish (answers being sent) before the process stops; then close the pool."""
         await self.background.drain()
+        await self.clients.aclose()
 
 
 TEAMS_KEY = web.AppKey("teams", TeamsEndpoint)

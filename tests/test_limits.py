@@ -86,3 +86,45 @@ def test_async_event_calls_share_the_sync_keys_and_fail_open(redis_client):
         return out
 
     assert asyncio.run(down()) == (True, False)  # Redis down: handle the event; the thread counts as new
+
+
+def test_lookup_counts_the_rate_reads_and_claims_in_one_script(redis_client):
+    from bot.cache import AnswerCache, Lookup
+
+    cache = AnswerCache(redis_client, 60)
+    rate = ratelimit.check("slack:U7", 3, now=600.0)
+    assert ratelimit.allow(redis_client, "slack:U7", 3, now=601.0)  # the same window as the lookup's
+    assert cache.lookup("policybot:answer:k1", 5.0, rate) == Lookup(True, None, True)  # a miss: claimed
+    assert 0 < redis_client.pttl("policybot:answer:k1:computing") <= 5000
+    assert cache.lookup("policybot:answer:k1", 5.0, rate) == Lookup(True, None, False)  # someone computes it
+    cache.put("policybot:answer:k2", {"text": "cached"})
+    assert cache.lookup("policybot:answer:k2", 5.0) == Lookup(True, {"text": "cached"}, False)  # no rate given
+    # The fourth question of the minute is refused and neither reads nor claims anything.
+    assert cache.lookup("policybot:answer:k3", 5.0, rate) == Lookup(False, None, False)
+    assert not redis_client.exists("policybot:answer:k3:computing")
+    assert not ratelimit.allow(redis_client, "slack:U7", 3, now=602.0)
+    assert 60 < redis_client.ttl(rate.key) <= ratelimit.WINDOW_TTL_S
+    assert ratelimit.check("slack:U7", 0) is None  # no limit configured
+
+    down = AnswerCache(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), 60)
+    assert down.lookup("policybot:answer:k1", 5.0, rate) == Lookup(True, None, True)  # allowed, uncached
+
+
+def test_core_limits_questions_and_follow_ups_counted_once_each(runtime, monkeypatch):
+    from types import SimpleNamespace
+
+    from bot.core import PolicyBot
+
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: 6_000_030.0))  # one minute throughout
+    runtime.settings = runtime.settings.model_copy(update={"rate_limit_per_minute": 3})
+    runtime.redis.delete(*runtime.redis.keys("policybot:rate:slack:U9:*") or ["none"])
+    bot = PolicyBot(runtime)
+    first = bot.answer("How many vacation days do I get?", "U9", "slack", "C1:1.0")
+    again = bot.answer("How many vacation days do I get?", "U9", "slack", "C1:1.0")
+    follow = bot.answer("and for part-timers?", "U9", "slack", "C1:1.0")  # counted before its rewrite
+    kinds = [a.kind for a in (first, again, follow)]
+    assert "limited" not in kinds and again.cached, kinds
+    assert bot.answer("How many vacation days do I get?", "U9", "slack", "C1:1.0").kind == "limited"
+    assert bot.answer("and for part-timers?", "U9", "slack", "C1:1.0").kind == "limited"
+    assert bot.answer("hello", "U9", "slack").kind == "limited"
+    assert bot.answer("How many vacation days do I get?", "U10", "slack").kind != "limited"

@@ -81,6 +81,7 @@ async def work(bot: PolicyBot, stop: asyncio.Event | None = None) -> None:
         await consume(client, handlers, stop, concurrency=max(16, 2 * settings.llm_concurrency))
         await teams.drain()
     finally:
+        await teams.close()
         if slack is not None:
             await slack.client.session.close()
         await client.aclose()

@@ -79,10 +79,12 @@ async def work(bot: PolicyBot, stop: asyncio.Event | None = None) -> None:
     log.info("answer worker %d ready", os.getpid())
     try:
         await consume(client, handlers, stop, concurrency=max(16, 2 * settings.llm_concurrency))
-        await teams.background.drain()
+        await teams.drain()
     finally:
+        await teams.close()
         if slack is not None:
             await slack.client.session.close()
         await client.aclose()
+        await bot.events.aclose()
         executor.shutdown(wait=True)
     log.info("answer worker %d stopped", os.getpid())

@@ -119,6 +119,7 @@ def build_app(bot: PolicyBot, mounts: Sequence[Mount], queue: TurnQueue | None =
     async def close_executor(app: web.Application) -> None:
         # Cleanup runs after in-flight requests and background answers finished: nothing is cut off.
         await asyncio.get_running_loop().run_in_executor(None, lambda: app[EXECUTOR_KEY].shutdown(wait=True))
+        await bot.events.aclose()  # the loop's redis.asyncio client (bot.platform_events)
 
     app.on_cleanup.append(close_executor)
     return app

@@ -303,14 +303,19 @@ def report_final(result: dict) -> None:
             rows.append([f"{label}: {stage}", p.get("n"), p.get("p50"), p.get("p95"), p.get("p99")])
     print_table("Stage timings inside the core (ms, interactions.timings, all steps)", ["stage", "n", "p50", "p95", "p99"],
                 rows)
+    for s in result["steps"]:  # the efficiency figure: answers a second per core the server's processes used
+        cores = sum(v for k, v in s["cpu"]["cores_used"].items() if k.startswith("policybot serve"))
+        s["throughput"]["server_cores"] = round(cores, 2)
+        s["throughput"]["answers_per_s_per_core"] = (
+            round(s["throughput"]["answers_delivered_in_window_per_s"] / cores, 1) if cores else None)
     print_table("Steps", ["step", "acked/s", "answers/s", "slack ack p50", "p99", "teams msg p99", "e2e p50", "e2e p95",
-                          "backlog", "server cores"],
+                          "backlog", "server cores", "answers/s per core"],
                 [[s["step"], s["throughput"]["acked_events_per_s"], s["throughput"]["answers_delivered_in_window_per_s"],
                   s["latency"].get("slack_event", {}).get("latency_ms", {}).get("p50"),
                   s["latency"].get("slack_event", {}).get("latency_ms", {}).get("p99"),
                   s["latency"].get("teams_message", {}).get("latency_ms", {}).get("p99"),
                   s["e2e_ms"].get("p50"), s["e2e_ms"].get("p95"), s["throughput"]["backlog_at_end"],
-                  round(sum(v for k, v in s["cpu"]["cores_used"].items() if k.startswith("policybot serve")), 2)]
+                  s["throughput"]["server_cores"], s["throughput"]["answers_per_s_per_core"]]
                  for s in result["steps"]])
 
     first = result["steps"][0]

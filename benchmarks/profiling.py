@@ -147,7 +147,7 @@ PROFILE_CATEGORIES = (
     ("Slack Web API calls (slack_sdk; a new aiohttp session per call)", r"slack_sdk/web"),
     ("Slack request handling (bolt: signature, parsing, listeners)", r"slack_bolt"),
     ("Teams turn, rest (botbuilder, msrest, requests sender)", r"botbuilder|botframework|msrest|requests/"),
-    ("Redis calls on asyncio.to_thread (dedupe, thread marks)", r"redis/"),
+    ("Redis calls (dedupe, thread marks, the turn queue)", r"redis/"),
     ("aiohttp server: HTTP parsing, routing, middleware", r"aiohttp/web_|adapters/server\.py"),
     ("asyncio internals: sockets, transports, callbacks", r"\(asyncio/|selectors\.py"),
 )

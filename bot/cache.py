@@ -11,9 +11,12 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
+
+from bot import ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,33 @@ def cache_key(question: str, corpus_version: int, model: str, prompt_version: st
     return f"policybot:answer:{digest}"
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What one `lookup` found: whether the rate limit allows the question, the cached answer (or None), and
+    whether the caller claimed computing it (single flight)."""
+    allowed: bool
+    hit: dict | None
+    claimed: bool
+
+
+# One round trip for what a question needs of Redis before it is answered: the rate limit (when given, as
+# KEYS[3]), the cached answer, and on a miss the claim. A refused question reads and claims nothing.
+_LOOKUP = ratelimit.RATE_LUA + """
+if #KEYS == 3 and not rate_allows(KEYS[3], ARGV[2], ARGV[3]) then return {0, false, 0} end
+local raw = redis.call('GET', KEYS[1])
+if raw then return {1, raw, 0} end
+if redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[1]) then return {1, false, 1} end
+return {1, false, 0}
+"""
+
+
 class AnswerCacheProtocol(Protocol):
     """What the core needs of an answer cache (PolicyBot's `cache` argument): AnswerCache in production;
     evaluation passes one that never hits. Values are `Answer.to_cache()` dicts."""
 
     def get(self, key: str) -> dict | None: ...
+
+    def lookup(self, key: str, claim_ttl_s: float, rate: ratelimit.Check | None = None) -> Lookup: ...
 
     def put(self, key: str, value: dict) -> None: ...
 
@@ -56,6 +81,7 @@ class AnswerCache:
         self.client = client
         self.ttl_s = ttl_s
         self._last_error_log = 0.0
+        self._lookup = client.register_script(_LOOKUP)  # EVALSHA, the script sent once
 
     def get(self, key: str) -> dict | None:
         try:
@@ -64,6 +90,20 @@ class AnswerCache:
             self._log_down(err)
             return None
         return json.loads(raw) if raw else None
+
+    def lookup(self, key: str, claim_ttl_s: float, rate: ratelimit.Check | None = None) -> Lookup:
+        """`rate` counted (ratelimit.allow), then `get`, then on a miss `claim`, in one Redis round trip. Redis
+        down: allowed, a miss, claimed (as each of them alone)."""
+        keys = [key, _claim_key(key)] + ([rate.key] if rate is not None else [])
+        args = [int(claim_ttl_s * 1000)] + ([rate.per_minute, ratelimit.WINDOW_TTL_S] if rate is not None else [])
+        try:
+            allowed, raw, claimed = self._lookup(keys=keys, args=args)
+        except redis.RedisError as err:
+            if rate is not None:
+                ratelimit.unavailable(err)
+            self._log_down(err)
+            return Lookup(True, None, True)
+        return Lookup(bool(allowed), json.loads(raw) if raw else None, bool(claimed))
 
     def put(self, key: str, value: dict) -> None:
         try:
@@ -78,14 +118,14 @@ class AnswerCache:
     def claim(self, key: str, ttl_s: float) -> bool:
         """True when the caller should compute the answer for `key` (nobody else is); with Redis down, True."""
         try:
-            return bool(self.client.set(key + ":computing", 1, nx=True, px=int(ttl_s * 1000)))
+            return bool(self.client.set(_claim_key(key), 1, nx=True, px=int(ttl_s * 1000)))
         except redis.RedisError as err:
             self._log_down(err)
             return True
 
     def release(self, key: str) -> None:
         try:
-            self.client.delete(key + ":computing")
+            self.client.delete(_claim_key(key))
         except redis.RedisError as err:
             self._log_down(err)
 
@@ -96,7 +136,7 @@ class AnswerCache:
         while time.monotonic() < deadline:
             time.sleep(poll_s)
             try:
-                raw, computing = self.client.pipeline(transaction=False).get(key).exists(key + ":computing").execute()
+                raw, computing = self.client.pipeline(transaction=False).get(key).exists(_claim_key(key)).execute()
             except redis.RedisError as err:
                 self._log_down(err)
                 return None
@@ -111,3 +151,7 @@ class AnswerCache:
         if now - self._last_error_log > _LOG_EVERY_S:  # once per period, not once per question
             self._last_error_log = now
             log.warning("answer cache unavailable (answering uncached): %s", err)
+
+
+def _claim_key(key: str) -> str:
+    return key + ":computing"

@@ -163,18 +163,15 @@ class PolicyBot:
         turn = Turn(question=question, user_id=user_id, platform=platform, conversation_id=conversation_id,
                     started=started, notice=notice, audiences=shown, asker_audiences=asker)
 
-        if platform not in self.rate_limit_exempt and not ratelimit.allow(
-                self.runtime.redis, f"{platform}:{user_id}", self.settings.rate_limit_per_minute):
-            metrics.rate_limited.inc()
-            # Not recorded: a flood must not turn into a flood of database writes.
-            return Answer(
-                interaction_id=str(uuid.uuid4()), sources=[], grounded=True, cached=False, model="none",
-                kind="limited", question=question, timings_ms={"total": _ms(started)},
-                text=("You're asking faster than I can keep up with. Please wait a minute and ask again "
-                      f"(the limit is {self.settings.rate_limit_per_minute} questions a minute)."),
-            )
-
+        rate = None if platform in self.rate_limit_exempt else ratelimit.check(
+            f"{platform}:{user_id}", self.settings.rate_limit_per_minute)
         kind = router.route(question)
+        # The rate limit is counted in the cache lookup's round trip, unless costly work would come first: a
+        # follow-up's rewrite may call the LLM, and a routed reply reads no cache. Those are counted here, alone.
+        if rate is not None and (kind or followup.looks_like_follow_up(question)):
+            if not ratelimit.allow(self.runtime.redis, rate.user_key, rate.per_minute):
+                return self._limited(question, started)
+            rate = None
         if kind:
             return self._record(Answer(
                 interaction_id=str(uuid.uuid4()), text=router.reply(kind, self.settings.hr_contact), sources=[],
@@ -194,9 +191,11 @@ class PolicyBot:
         key = cache_key(turn.standalone, corpus_version, model, f"{PROMPT_VERSION}/{EXTRACTIVE_VERSION}",
                         turn.audiences)
         turn = replace(turn, cache_key=key)
-        hit = self.cache.get(key)
+        found = self.cache.lookup(key, self._longest_answer_s(), rate)
+        if not found.allowed:
+            return self._limited(question, started)
+        hit, claimed = found.hit, found.claimed
         metrics.observe_cache(hit is not None)
-        claimed = hit is None and self.cache.claim(key, self._longest_answer_s())
         if hit is None and not claimed:  # the same question is being answered right now: wait for that answer
             hit = self.cache.wait(key, self._longest_answer_s())
         turn.timings["cache"] = state_ms + _ms(t)
@@ -210,6 +209,16 @@ class PolicyBot:
         finally:
             if claimed:
                 self.cache.release(key)
+
+    def _limited(self, question: str, started: float) -> Answer:
+        metrics.rate_limited.inc()
+        # Not recorded: a flood must not turn into a flood of database writes.
+        return Answer(
+            interaction_id=str(uuid.uuid4()), sources=[], grounded=True, cached=False, model="none",
+            kind="limited", question=question, timings_ms={"total": _ms(started)},
+            text=("You're asking faster than I can keep up with. Please wait a minute and ask again "
+                  f"(the limit is {self.settings.rate_limit_per_minute} questions a minute)."),
+        )
 
     def _hint_private(self, answer: Answer, turn: Turn) -> Answer:
         """In a channel: when a restricted document the asker may read would have answered, say they can ask

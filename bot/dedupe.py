@@ -1,11 +1,13 @@
 """Exactly-once handling of platform events that may be delivered more than once (Slack retries, Teams
-resends), across any number of bot processes: the first process to claim an event id in Redis handles it."""
+resends), across any number of bot processes: the first process to claim an event id in Redis handles it.
+`claim` for threads, `claim_async` for an event loop (redis.asyncio); the key and the outcome are shared."""
 
 from __future__ import annotations
 
 import logging
 
 import redis
+import redis.asyncio as aioredis
 
 from bot import metrics
 
@@ -14,16 +16,37 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL_S = 24 * 3600  # Slack retries within minutes; a day is generous and cheap
 
 
+def event_key(platform: str, event_id: str) -> str:
+    return f"policybot:event:{platform}:{event_id}"
+
+
 def claim(client: redis.Redis, platform: str, event_id: str, ttl_s: int = DEFAULT_TTL_S) -> bool:
     """True for the first claim of (platform, event_id); False for every later one.
 
     With Redis down the event is handled (answering twice is better than not answering) and that is logged.
     """
     try:
-        first = bool(client.set(f"policybot:event:{platform}:{event_id}", 1, nx=True, ex=ttl_s))
+        first = bool(client.set(event_key(platform, event_id), 1, nx=True, ex=ttl_s))
     except redis.RedisError as err:
-        log.warning("dedupe unavailable, handling event %s without it: %s", event_id, err)
-        return True
+        return _unavailable(event_id, err)
+    return _outcome(platform, first)
+
+
+async def claim_async(client: aioredis.Redis, platform: str, event_id: str, ttl_s: int = DEFAULT_TTL_S) -> bool:
+    """`claim` on the event loop, without a thread hop."""
+    try:
+        first = bool(await client.set(event_key(platform, event_id), 1, nx=True, ex=ttl_s))
+    except (redis.RedisError, OSError) as err:
+        return _unavailable(event_id, err)
+    return _outcome(platform, first)
+
+
+def _unavailable(event_id: str, err: Exception) -> bool:
+    log.warning("dedupe unavailable, handling event %s without it: %s", event_id, err)
+    return True
+
+
+def _outcome(platform: str, first: bool) -> bool:
     if not first:
         metrics.events_deduplicated.labels(platform).inc()
     return first

@@ -16,10 +16,12 @@ import urllib.request
 
 import pytest
 from aiohttp import web
+from botbuilder.schema import Activity
 from sqlalchemy import select, text
 
 from adapters.platforms import PLATFORMS
 from adapters.server import build_app
+from adapters.teams.clients import AsyncConversations
 from adapters.teams.http import TEAMS_KEY
 from bot.core import PolicyBot
 from bot.records import Interaction
@@ -261,6 +263,50 @@ def test_turns_reuse_the_connector_client_and_its_connections(teams, connector, 
     assert len(connector.peers) >= 4
     assert len(set(connector.peers)) <= 2, connector.peers
     assert len(teams.app[TEAMS_KEY].clients.connectors) == 1
+    # ... and its activities go out on the shared aiohttp pool, not msrest's requests-in-threads sender
+    assert all(isinstance(c.conversations, AsyncConversations) for c in teams.app[TEAMS_KEY].clients.connectors.values())
+
+
+def test_activities_are_sent_with_the_bearer_token_on_aiohttp(connector):
+    """What ConnectorClient would send (URL, JSON, bearer token), on aiohttp; a refusal keeps its status."""
+    from botframework.connector.aio import ConnectorClient
+    from botframework.connector.auth import MicrosoftAppCredentials
+
+    from adapters.teams.clients import ConnectorError, ReusedClients
+
+    class Credentials(MicrosoftAppCredentials):  # msal's token, without Entra
+        calls = 0
+
+        def get_access_token(self, force_refresh: bool = False) -> str:
+            Credentials.calls += 1
+            return "token-1"
+
+    async def scenario():
+        clients = ReusedClients()
+        signed = AsyncConversations(ConnectorClient(Credentials("app-id", "secret"), base_url=connector.service_url),
+                                    clients.session)
+        anonymous = AsyncConversations(ConnectorClient(MicrosoftAppCredentials(None, None),
+                                                       base_url=connector.service_url), clients.session)
+        wrong = AsyncConversations(ConnectorClient(Credentials("app-id", "secret"),
+                                                   base_url=connector.service_url + "nowhere/"), clients.session)
+        sent = await signed.send_to_conversation("19:a/b@thread.v2", Activity(type="message", text="hi"))
+        reply = await signed.reply_to_activity("19:a/b@thread.v2", "act 1", Activity(type="message", text="re"))
+        updated = await anonymous.update_activity("conv", reply.id, Activity(type="message", text="edited"))
+        with pytest.raises(ConnectorError) as refused:
+            await wrong.send_to_conversation("conv", Activity(type="message", text="lost"))
+        await clients.aclose()
+        return sent, reply, updated, refused.value
+
+    sent, reply, updated, refused = asyncio.run(scenario())
+    first, second, third = connector.sent
+    assert (first.conversation_id, first.reply_to_id, first.text, first.activity_id) == (
+        "19:a/b@thread.v2", None, "hi", sent.id)
+    assert (second.reply_to_id, second.text, second.activity_id) == ("act 1", "re", reply.id)
+    assert (third.reply_to_id, third.text, updated.id) == (reply.id, "edited", third.activity_id)
+    assert connector.authorizations == ["Bearer token-1", "Bearer token-1", None, "Bearer token-1"]
+    assert Credentials.calls == 2  # one per client (signed, wrong), reused across its sends
+    assert refused.response.status_code == 404 and "NotFound" in str(refused)
+    assert len(set(connector.peers)) == 1  # one pooled connection
 
 
 def test_slow_llm_answer_keeps_typing_and_is_cited(llm_policybot, fake_openai, connector, tmp_path, monkeypatch):

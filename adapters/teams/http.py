@@ -159,6 +159,10 @@ class TeamsEndpoint:
         """Let turns in progress finish (answers being sent) before the process stops."""
         await self.background.drain()
 
+    async def close(self, _app: web.Application | None = None) -> None:
+        """Close the connections activities go out on (at cleanup: after the last request and turn)."""
+        await self.clients.aclose()
+
 
 TEAMS_KEY = web.AppKey("teams", TeamsEndpoint)
 
@@ -221,6 +225,7 @@ def mount(app: web.Application, mounting: Mounting) -> TeamsEndpoint:
     app[TEAMS_KEY] = endpoint
     app.router.add_post(ROUTE, endpoint.handle)
     app.on_shutdown.append(endpoint.drain)
+    app.on_cleanup.append(endpoint.close)
     if endpoint.anonymous:
         log.warning("Teams endpoint %s is in anonymous mode (no MICROSOFT_APP_ID): for the Bot Framework "
                     "Emulator and local tests only", ROUTE)

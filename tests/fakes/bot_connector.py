@@ -59,6 +59,7 @@ class FakeConnector(LocalHTTPServer):
     sent: list[Sent] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     peers: list[int] = field(default_factory=list)  # the client's port of every POST: one per TCP connection
+    authorizations: list[str | None] = field(default_factory=list)  # the Authorization header of every POST
     files: dict[str, FakeFile] = field(default_factory=dict)
     stream_failures: dict[str, list[int]] = field(default_factory=dict)  # streamType -> statuses to answer
     refused: list[dict] = field(default_factory=list)  # activities answered with a scripted failure
@@ -100,6 +101,7 @@ class FakeConnector(LocalHTTPServer):
                 with fake._lock:
                     fake.requests.append(("POST", path))
                     fake.peers.append(self.client_address[1])
+                    fake.authorizations.append(self.headers.get("Authorization"))
                 parts = path.strip("/").split("/")
                 # v3 / conversations / {id} / activities [/ {replyToId}]
                 if len(parts) in (4, 5) and parts[:2] == ["v3", "conversations"] and parts[3] == "activities":

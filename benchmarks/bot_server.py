@@ -29,6 +29,16 @@ BOT_TOKEN = "xoxb-test-bot-token"  # FakeSlack's default token
 SAMPLE_HANDBOOK = ROOT / "knowledge" / "sample_handbook"
 
 
+def stop_everything(servers, fakes, redis, pg) -> None:
+    """What a benchmark started, stopped in reverse order (servers use the fakes, Redis and PostgreSQL); None or
+    an empty list for what it never got to start."""
+    for server in servers:
+        server.stop()
+    for service, stop in ((fakes, "stop"), (redis, "close"), (pg, "close")):
+        if service is not None:
+            getattr(service, stop)()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -387,14 +387,7 @@ def main(argv=None) -> int:
         print(f"server log: {work / 'server.log'}")
         return 0
     finally:
-        if server is not None:
-            server.stop()
-        if fakes is not None:
-            fakes.stop()
-        if redis is not None:
-            redis.close()
-        if pg is not None:
-            pg.close()
+        bot_server.stop_everything([server] if server is not None else [], fakes, redis, pg)
 
 
 if __name__ == "__main__":

@@ -396,14 +396,7 @@ def main(argv=None) -> int:
         print(f"server logs: {work}/server-*.log")
         return 0
     finally:
-        for server in servers:
-            server.stop()
-        if fakes is not None:
-            fakes.stop()
-        if redis is not None:
-            redis.close()
-        if pg is not None:
-            pg.close()
+        bot_server.stop_everything(servers, fakes, redis, pg)
 
 
 if __name__ == "__main__":

@@ -255,14 +255,7 @@ def main(argv=None) -> int:
         log(f"wrote {path}")
         return 0
     finally:
-        if server is not None:
-            server.stop()
-        if fakes is not None:
-            fakes.stop()
-        if redis is not None:
-            redis.close()
-        if pg is not None:
-            pg.close()
+        bot_server.stop_everything([server] if server is not None else [], fakes, redis, pg)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Exactly-once handling of platform events that may be delivered more than once (Slack retries, Teams
-resends), across any number of bot processes: the first process to claim an event id in Redis handles it.
-`claim` for threads, `claim_async` for an event loop (redis.asyncio); the key and the outcome are shared."""
+resends), across any number of bot processes: the first process to claim an event id in Redis handles it."""
 
 from __future__ import annotations
 
@@ -20,33 +19,17 @@ def event_key(platform: str, event_id: str) -> str:
     return f"policybot:event:{platform}:{event_id}"
 
 
-def claim(client: redis.Redis, platform: str, event_id: str, ttl_s: int = DEFAULT_TTL_S) -> bool:
-    """True for the first claim of (platform, event_id); False for every later one.
+async def claim(client: aioredis.Redis, platform: str, event_id: str, ttl_s: int = DEFAULT_TTL_S) -> bool:
+    """True for the first claim of (platform, event_id); False for every later one. Run on the adapters' event
+    loop (redis.asyncio: no thread hop for one command).
 
     With Redis down the event is handled (answering twice is better than not answering) and that is logged.
     """
     try:
-        first = bool(client.set(event_key(platform, event_id), 1, nx=True, ex=ttl_s))
-    except redis.RedisError as err:
-        return _unavailable(event_id, err)
-    return _outcome(platform, first)
-
-
-async def claim_async(client: aioredis.Redis, platform: str, event_id: str, ttl_s: int = DEFAULT_TTL_S) -> bool:
-    """`claim` on the event loop, without a thread hop."""
-    try:
         first = bool(await client.set(event_key(platform, event_id), 1, nx=True, ex=ttl_s))
     except (redis.RedisError, OSError) as err:
-        return _unavailable(event_id, err)
-    return _outcome(platform, first)
-
-
-def _unavailable(event_id: str, err: Exception) -> bool:
-    log.warning("dedupe unavailable, handling event %s without it: %s", event_id, err)
-    return True
-
-
-def _outcome(platform: str, first: bool) -> bool:
+        log.warning("dedupe unavailable, handling event %s without it: %s", event_id, err)
+        return True
     if not first:
         metrics.events_deduplicated.labels(platform).inc()
     return first

@@ -2,9 +2,9 @@
 taken (retries and redeliveries are answered once, across processes) and which threads the bot answered in (so a
 reply there needn't mention it). Adapters call these through `PolicyBot.events`; they never hold the Redis client.
 
-Each call comes twice: for threads (the sync client) and, as `*_async`, for the adapters' event loop on
-redis.asyncio, so an acknowledgement no longer hops to a thread for one Redis command. The async client is made
-per event loop (a redis.asyncio connection belongs to the loop that opened it), on the sync client's server.
+The calls are coroutines for the adapters' event loop (redis.asyncio), so an acknowledgement does not hop to a
+thread for one Redis command. The async client is made per event loop (a redis.asyncio connection belongs to
+the loop that opened it), on the server of the core's Redis client.
 
 All of it can be lost: with Redis down an event is taken (answering twice beats not answering) and a thread
 counts as not answered in.
@@ -35,33 +35,18 @@ class PlatformEvents:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = \
             weakref.WeakKeyDictionary()
 
-    def claim_event(self, platform: str, event_id: str) -> bool:
+    async def claim_event(self, platform: str, event_id: str) -> bool:
         """True for the first claim of (platform, event_id) in any process; False for every later one."""
-        return dedupe.claim(self._redis, platform, event_id)
+        return await dedupe.claim(self._loop_client(), platform, event_id)
 
-    async def claim_event_async(self, platform: str, event_id: str) -> bool:
-        return await dedupe.claim_async(self._loop_client(), platform, event_id)
-
-    def mark_thread_answered(self, platform: str, conversation: str, thread: str) -> None:
+    async def mark_thread_answered(self, platform: str, conversation: str, thread: str) -> None:
         """Remember that the bot answered in this thread for as long as follow-ups use its history."""
-        try:
-            self._redis.set(_thread_key(platform, conversation, thread), 1, ex=_THREAD_TTL_S)
-        except redis.RedisError as err:
-            _not_remembered(conversation, thread, err)
-
-    async def mark_thread_answered_async(self, platform: str, conversation: str, thread: str) -> None:
         try:
             await self._loop_client().set(_thread_key(platform, conversation, thread), 1, ex=_THREAD_TTL_S)
         except (redis.RedisError, OSError) as err:
-            _not_remembered(conversation, thread, err)
+            log.warning("could not remember thread %s:%s: %s", conversation, thread, err)
 
-    def answered_in_thread(self, platform: str, conversation: str, thread: str) -> bool:
-        try:
-            return bool(self._redis.exists(_thread_key(platform, conversation, thread)))
-        except redis.RedisError:
-            return False
-
-    async def answered_in_thread_async(self, platform: str, conversation: str, thread: str) -> bool:
+    async def answered_in_thread(self, platform: str, conversation: str, thread: str) -> bool:
         try:
             return bool(await self._loop_client().exists(_thread_key(platform, conversation, thread)))
         except (redis.RedisError, OSError):
@@ -90,10 +75,6 @@ def async_twin(client: redis.Redis) -> aioredis.Redis:
         same = {k: v for k, v in same.items() if not k.startswith("ssl") and k not in ("host", "port")}
         return aioredis.Redis(unix_socket_path=kwargs["path"], **same)
     return aioredis.Redis(ssl=issubclass(pool.connection_class, redis.SSLConnection), **same)
-
-
-def _not_remembered(conversation: str, thread: str, err: Exception) -> None:
-    log.warning("could not remember thread %s:%s: %s", conversation, thread, err)
 
 
 def _thread_key(platform: str, conversation: str, thread: str) -> str:

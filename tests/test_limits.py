@@ -30,20 +30,31 @@ def test_core_replies_friendly_when_limited(runtime):
 def test_event_dedupe_claims_once(redis_client):
     from bot import dedupe, metrics
 
+    import asyncio
+
+    from bot.platform_events import async_twin
+
+    async def claim(platform: str, event_id: str) -> bool:
+        client = async_twin(redis_client)
+        try:
+            return await dedupe.claim(client, platform, event_id)
+        finally:
+            await client.aclose()
+
     counter = metrics.events_deduplicated.labels("slack")
     before = counter._value.get()
-    assert dedupe.claim(redis_client, "slack", "Ev1")
-    assert not dedupe.claim(redis_client, "slack", "Ev1")
+    assert asyncio.run(claim("slack", "Ev1"))
+    assert not asyncio.run(claim("slack", "Ev1"))
     assert counter._value.get() == before + 1
-    assert dedupe.claim(redis_client, "teams", "Ev1")
+    assert asyncio.run(claim("teams", "Ev1"))
     # A claim is a key that expires: once it is gone, the event id can be claimed again.
     assert 0 < redis_client.ttl("policybot:event:slack:Ev1") <= dedupe.DEFAULT_TTL_S
     redis_client.delete("policybot:event:slack:Ev1")
-    assert dedupe.claim(redis_client, "slack", "Ev1")
+    assert asyncio.run(claim("slack", "Ev1"))
 
 
-def test_async_event_calls_share_the_sync_keys_and_fail_open(redis_client):
-    """The adapters' event-loop calls (redis.asyncio, no thread hop) and the thread calls are one store."""
+def test_event_calls_use_the_cores_redis_per_loop_and_fail_open(redis_client):
+    """The adapters' event-loop calls (redis.asyncio, no thread hop) use the server of the core's Redis client."""
     import asyncio
 
     from bot import metrics
@@ -54,21 +65,21 @@ def test_async_event_calls_share_the_sync_keys_and_fail_open(redis_client):
     before = counter._value.get()
 
     async def scenario() -> tuple:
-        first = await events.claim_event_async("teams", "conv|Ev9")
-        again = await events.claim_event_async("teams", "conv|Ev9")
-        before_mark = await events.answered_in_thread_async("slack", "C1", "1.5")
-        await events.mark_thread_answered_async("slack", "C1", "1.5")
+        first = await events.claim_event("teams", "conv|Ev9")
+        again = await events.claim_event("teams", "conv|Ev9")
+        before_mark = await events.answered_in_thread("slack", "C1", "1.5")
+        await events.mark_thread_answered("slack", "C1", "1.5")
         await events.aclose()
         return first, again, before_mark
 
     first, again, before_mark = asyncio.run(scenario())
     assert (first, again, before_mark) == (True, False, False)
     assert counter._value.get() == before + 1
-    assert not events.claim_event("teams", "conv|Ev9")  # the sync call sees the async claim
-    assert events.answered_in_thread("slack", "C1", "1.5")
+    assert redis_client.exists("policybot:event:teams:conv|Ev9")  # the core's Redis holds the claim
+    assert redis_client.exists("policybot:slack:thread:C1:1.5")
     assert 0 < redis_client.ttl("policybot:slack:thread:C1:1.5") <= 2 * 3600
     # A second event loop gets its own client (connections belong to a loop) on the same server.
-    assert asyncio.run(events.answered_in_thread_async("slack", "C1", "1.5"))
+    assert asyncio.run(events.answered_in_thread("slack", "C1", "1.5"))
     def where(client) -> dict:
         return {k: v for k, v in client.connection_pool.connection_kwargs.items()
                 if k in ("path", "host", "port")}
@@ -81,8 +92,8 @@ def test_async_event_calls_share_the_sync_keys_and_fail_open(redis_client):
     dead = PlatformEvents(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
 
     async def down() -> tuple:
-        out = (await dead.claim_event_async("slack", "Ev10"), await dead.answered_in_thread_async("slack", "C", "1"))
-        await dead.mark_thread_answered_async("slack", "C", "1")  # logged, not raised
+        out = (await dead.claim_event("slack", "Ev10"), await dead.answered_in_thread("slack", "C", "1"))
+        await dead.mark_thread_answered("slack", "C", "1")  # logged, not raised
         return out
 
     assert asyncio.run(down()) == (True, False)  # Redis down: handle the event; the thread counts as new

@@ -80,7 +80,7 @@ class SlackEscalation:
 
     async def on_hr_message(self, event_id: str | None, event: dict) -> None:
         """A message in an HR thread: relayed to the employee when an HR member wrote it."""
-        if event_id and not await self.bot.events.claim_event_async(PLATFORM, event_id):
+        if event_id and not await self.bot.events.claim_event(PLATFORM, event_id):
             return
         relay = await self.run_blocking(self.bot.escalations.reply, PLATFORM, event["channel"], event["thread_ts"],
                                         event.get("user") or "", plain_text(event.get("text") or ""))

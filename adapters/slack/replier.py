@@ -83,9 +83,9 @@ class SlackReplier:
     async def _take(self, event_id: str | None, channel: str, thread_ts: str, only_if_engaged: bool) -> bool:
         """Whether this process replies to the question: it is for the bot, and no one has taken it yet."""
         events = self.bot.events
-        if only_if_engaged and not await events.answered_in_thread_async(PLATFORM, channel, thread_ts):
+        if only_if_engaged and not await events.answered_in_thread(PLATFORM, channel, thread_ts):
             return False
-        if event_id and not await events.claim_event_async(PLATFORM, event_id):
+        if event_id and not await events.claim_event(PLATFORM, event_id):
             log.info("Slack event %s was already handled; not answering it again", event_id)
             return False
         return True
@@ -136,7 +136,7 @@ class SlackReplier:
         except Exception:  # the answer is out; only the message ↔ interaction link is missing
             log.exception("could not remember the Slack message of interaction %s", answer.interaction_id)
         if where == channel:
-            await self.bot.events.mark_thread_answered_async(PLATFORM, channel, thread_ts)
+            await self.bot.events.mark_thread_answered(PLATFORM, channel, thread_ts)
 
     async def set_status(self, channel: str, thread_ts: str, status: str) -> bool:
         """The thread's "is typing" style status, where Slack offers it (agent threads); quietly skipped elsewhere."""

@@ -335,7 +335,7 @@ class TeamsActivities(TeamsActivityHandler):
         if not activity.id:
             return True
         key = f"{activity.conversation.id if activity.conversation else ''}|{activity.id}"
-        claimed = await self.core.events.claim_event_async(PLATFORM, key)
+        claimed = await self.core.events.claim_event(PLATFORM, key)
         if not claimed:
             log.info("duplicate Teams activity %s ignored", key)
         return claimed

@@ -251,7 +251,9 @@ class PolicyBot:
         history = (interactions.history(self.runtime.sessions, turn.platform, turn.conversation_id)
                    if followup.looks_like_follow_up(turn.question) else [])
         # The answering model rewrites, unless there is none or its breaker is open (then the heuristic does).
-        usable = self.llm is not None and turn.model != EXTRACTIVE_MODEL and not self.breaker.is_open(turn.model)
+        # Checked only when there are earlier turns to read the message with: the breaker's state is a Redis call.
+        usable = (bool(history) and self.llm is not None and turn.model != EXTRACTIVE_MODEL
+                  and not self.breaker.is_open(turn.model))
         standalone = followup.rewrite(history, turn.question, self.llm if usable else None, turn.model)
         turn.timings["rewrite"] = _ms(t)
         turn = replace(turn, standalone=standalone)

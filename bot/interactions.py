@@ -6,7 +6,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
@@ -18,11 +18,17 @@ HISTORY_TURNS = 3
 HISTORY_WINDOW = timedelta(hours=2)  # an old thread picked up days later starts afresh
 
 
+# Built once: constructing a statement costs more CPU than running it from SQLAlchemy's compiled cache.
+_INSERT = insert(Interaction.__table__)
+_SET_MESSAGE_REF = (update(Interaction.__table__).where(Interaction.__table__.c.id == bindparam("interaction_id"))
+                    .values(message_ref=bindparam("ref")))
+
+
 def record(engine: Engine, values: dict) -> None:
     """Insert one turn. A Core insert rather than the ORM's unit of work, which cost ~40% of an answer's CPU
     under load (benchmarks/README.md, load profile)."""
     with engine.begin() as conn:
-        conn.execute(insert(Interaction.__table__), values)
+        conn.execute(_INSERT, values)
 
 
 def record_with_retry(engine: Engine, values: dict, attempts: int = 4, first_wait_s: float = 0.25) -> bool:
@@ -70,8 +76,7 @@ def history(sessions: sessionmaker, platform: str, conversation_id: str | None) 
 def set_message_ref(engine: Engine, interaction_id: str, message_ref: str) -> None:
     """Remember the platform's id for the message that carried an answer (Teams feedback names only that)."""
     with engine.begin() as conn:
-        conn.execute(update(Interaction.__table__).where(Interaction.__table__.c.id == interaction_id)
-                     .values(message_ref=message_ref))
+        conn.execute(_SET_MESSAGE_REF, {"interaction_id": interaction_id, "ref": message_ref})
 
 
 def find_by_message_ref(sessions: sessionmaker, message_ref: str) -> str | None:

@@ -66,7 +66,7 @@ def instrument(bot, probe: Probe) -> None:
 
     probe.wrap(interactions, "history", "history")
     probe.wrap(followup, "rewrite", "followup_rewrite")
-    probe.wrap(core, "answer_state", "answer_state_sql")
+    probe.wrap(bot.runtime.answer_state, "current", "answer_state")
     probe.wrap(bot.cache, "get", "cache_get")
     probe.wrap(bot.cache, "put", "cache_put")
     probe.wrap(bot.runtime.embedder, "embed_query", "embed_query")

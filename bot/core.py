@@ -34,7 +34,6 @@ from bot.extractive import CLOSE_CALL_INTRO, EXTRACTIVE_VERSION, INTRO, extract_
 from bot.fallbacks import Fallback
 from bot.llm import LLM, GenerationLimits, LLMError, LLMProtocol
 from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_voice
-from bot.answer_state import answer_state
 from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
 from bot.platform_events import PlatformEvents
@@ -117,8 +116,7 @@ class PolicyBot:
         """Load the embedding model and calibrate relevance now, so the first user does not wait for it."""
         try:
             self.runtime.embedder.embed_query("warm-up")
-            with reading(self.runtime.sessions) as session:
-                corpus_version, _ = answer_state(session)
+            corpus_version, _ = self.runtime.answer_state.current()
             self.calibrator.threshold(self.runtime.sessions, corpus_version)
         except Exception:  # a cold first answer is better than a server that does not start
             log.exception("warm-up failed; the first question will be slower")
@@ -181,8 +179,7 @@ class PolicyBot:
 
         # The model is known before the rewrite: a follow-up is rewritten by the model that will answer it.
         t = time.perf_counter()
-        with reading(self.runtime.sessions) as session:
-            corpus_version, active_model = answer_state(session)
+        corpus_version, active_model = self.runtime.answer_state.current()
         model = model_override or (active_model or self.settings.chat_model if self.llm else EXTRACTIVE_MODEL)
         turn = replace(turn, corpus_version=corpus_version, model=model)
         state_ms = _ms(t)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from bot import embedded_services
+from bot.answer_state import AnswerState
 from bot.config import Settings
 from knowledge import index, migrate
 from knowledge.db import make_engine, make_sessionmaker
@@ -33,7 +34,14 @@ class Runtime:
         the openai client retries timeouts and dropped connections too, so bot.llm retries 429/5xx itself."""
         return make_openai_client(self.settings, max_retries=0) if self.settings.llm_enabled else None
 
+    @cached_property
+    def answer_state(self) -> AnswerState:
+        """The corpus version and active model, kept in memory while PostgreSQL notifies changes."""
+        return AnswerState(self.engine, self.sessions)
+
     def close(self) -> None:
+        if "answer_state" in self.__dict__:
+            self.answer_state.close()
         self.engine.dispose()
         try:
             self.redis.close()

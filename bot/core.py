@@ -37,6 +37,7 @@ from bot.prompt import PROMPT_VERSION, PromptSource, build_messages, load_brand_
 from bot.relevance import Calibrator, judge
 from bot.runtime import Runtime
 from bot.platform_events import PlatformEvents
+from bot.query_vectors import QueryVectors
 from bot.streaming import TextSink
 from bot.escalation import Escalations
 from bot.yielding import run_yielding
@@ -105,6 +106,7 @@ class PolicyBot:
         self.breaker = breaker if breaker is not None else Breaker.from_settings(runtime.redis, runtime.settings)
         self.rate_limit_exempt = frozenset(rate_limit_exempt)
         self.calibrator = Calibrator(runtime.embedder, runtime.redis)
+        self.query_vectors = QueryVectors(runtime.redis)  # a question asked before is not embedded again
         self.events = PlatformEvents(runtime.redis)  # event claims and answered threads, for the adapters
         self.escalations = Escalations(runtime.sessions, runtime.settings)  # "Ask HR" (bot.escalation)
         self.console = ConsoleAuth(runtime.redis, runtime.settings)  # admin console sign-in (bot.console_auth)
@@ -225,7 +227,7 @@ class PolicyBot:
                                                                                    "refusal"):
             return answer
         try:
-            vector = self.runtime.embedder.embed_query(turn.standalone)
+            vector = self.query_vectors.embed(self.runtime.embedder, turn.standalone)
             calibration = self.calibrator.calibration(self.runtime.sessions, turn.corpus_version,
                                                       turn.asker_audiences)
             with reading(self.runtime.sessions) as session:
@@ -266,7 +268,7 @@ class PolicyBot:
     def _answer_uncached(self, turn: Turn, on_text: TextSink | None = None) -> Answer:
         timings = turn.timings
         t = time.perf_counter()
-        query_vector = self.runtime.embedder.embed_query(turn.standalone)
+        query_vector = self.query_vectors.embed(self.runtime.embedder, turn.standalone)
         timings["embed"] = _ms(t)
         calibration = self.calibrator.calibration(self.runtime.sessions, turn.corpus_version, turn.audiences)
         t = time.perf_counter()

@@ -573,6 +573,19 @@ def test_bad_requests_are_rejected(teams, connector):
     assert teams.post([1, 2, 3])[0] == 400
 
 
+def test_activities_msrest_cannot_read(teams, connector):
+    """The endpoint reads a few fields itself and builds botbuilder's Activity only where a turn runs: an
+    invoke it cannot build is refused, a message is accepted and dropped, and the next one is answered."""
+    broken = {"timestamp": "not a date"}
+    invoke = {**feedback_invoke(connector, "some-reply", "like"), **broken}
+    assert teams.post(invoke)[0] == 400
+    assert teams.post({**message(connector, "How many vacation days do I get?"), **broken})[0] == 202
+    assert teams.post(message(connector, "hello"))[0] == 202
+    time.sleep(0.5)
+    [reply] = connector.wait_for_messages(1)
+    assert reply.text.startswith("Hi! I answer questions about our HR policies")  # the reply to "hello"
+
+
 def test_anonymous_mode_refuses_requests_relayed_from_elsewhere(teams, connector, runtime):
     # No app id means nothing is verified (anyone could claim to be an admin), so only direct local callers.
     question = message(connector, "remove Leave Policy", user=ADMIN)

@@ -30,7 +30,7 @@ import jwt
 from aiohttp import web
 from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
-from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount, DeliveryModes
 from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkAuthentication, ClaimsIdentity
 from msrest.serialization import Model
 from msrest.universal_http.requests import ClientRetryPolicy
@@ -124,6 +124,9 @@ class TeamsEndpoint:
             return _error(400, f"the activity has no {', '.join(missing)}")
 
         if activity.type == ActivityTypes.invoke or activity.delivery_mode == DeliveryModes.expect_replies:
+            activity = full_activity(body)
+            if activity is None:
+                return _error(400, "expected a Bot Framework activity")
             try:
                 response = await self.adapter.process_activity(auth_result, activity, self.bot.on_turn)
             except PermissionError:
@@ -134,11 +137,14 @@ class TeamsEndpoint:
             return invoke_http_response(response)
 
         await self.background.hand_off(ACTIVITY_TURN, queued_turn(auth_result, body),
-                                       lambda: self._turn(auth_result, activity, self.bot.on_turn),
-                                       lambda: self._turn(auth_result, activity, self.bot.say_busy))
+                                       lambda: self._turn(auth_result, body, self.bot.on_turn),
+                                       lambda: self._turn(auth_result, body, self.bot.say_busy))
         return web.Response(status=202)
 
-    async def _turn(self, auth_result: AuthenticateRequestResult, activity: Activity, logic=None) -> None:
+    async def _turn(self, auth_result: AuthenticateRequestResult, body: dict, logic=None) -> None:
+        activity = full_activity(body)
+        if activity is None:  # accepted with a 202 (Teams never sends one): nothing to answer
+            return
         try:
             await self.adapter.process_activity(auth_result, activity, logic or self.bot.on_turn)
         except Exception:
@@ -153,7 +159,7 @@ class TeamsEndpoint:
         result.caller_id = turn.get("caller_id")
         result.claims_identity = identity
         result.connector_factory = self.auth.create_connector_factory(identity)
-        await self._turn(result, Activity().deserialize(turn["activity"]))
+        await self._turn(result, turn["activity"])
 
     async def drain(self, _app: web.Application | None = None) -> None:
         """Let turns in progress finish (answers being sent) before the process stops."""
@@ -168,15 +174,41 @@ TEAMS_KEY = web.AppKey("teams", TeamsEndpoint)
 
 
 def parse_activity(raw: bytes) -> tuple[dict | None, Activity | None]:
-    """The body and its Activity; (None, None) for bad JSON, not an object, or no `type`."""
+    """The body, and an Activity of what the endpoint reads before a turn runs (type, name, id, channel,
+    serviceUrl, delivery mode, conversation, sender and recipient); (None, None) for bad JSON, not an object, or no
+    `type`. The whole Activity (`full_activity`) is built only where a turn runs: msrest's deserializer was
+    the largest share of a web process's CPU per queued Teams message (benchmarks/README.md, answers per core)."""
     try:
         body = json.loads(raw)
-        activity = Activity().deserialize(body) if isinstance(body, dict) else None
-    except Exception:  # bad JSON or UTF-8, or JSON msrest can't read as an Activity
+    except Exception:  # bad JSON or UTF-8
         return None, None
-    if activity is None or not isinstance(activity.type, str) or not activity.type.strip():
+    if not isinstance(body, dict) or not _text(body.get("type")).strip():
         return None, None
+    conversation, sender, recipient = body.get("conversation"), body.get("from"), body.get("recipient")
+    activity = Activity(
+        type=body["type"], name=_text(body.get("name")) or None, id=_text(body.get("id")) or None,
+        channel_id=_text(body.get("channelId")) or None, service_url=_text(body.get("serviceUrl")) or None,
+        delivery_mode=_text(body.get("deliveryMode")) or None,
+        conversation=ConversationAccount(id=_text(conversation.get("id")) or None)
+        if isinstance(conversation, dict) else None,
+        from_property=ChannelAccount(id=_text(sender.get("id")) or None) if isinstance(sender, dict) else None,
+        # botbuilder's authentication reads the recipient's role (an Emulator skill call)
+        recipient=ChannelAccount(id=_text(recipient.get("id")) or None, role=_text(recipient.get("role")) or None)
+        if isinstance(recipient, dict) else None)
     return body, activity
+
+
+def full_activity(body: dict) -> Activity | None:
+    """The body as botbuilder's Activity (msrest's deserializer); None when msrest can't read it."""
+    try:
+        return Activity().deserialize(body)
+    except Exception:
+        log.warning("a Bot Framework activity that msrest cannot read was refused")
+        return None
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def missing_fields(activity: Activity) -> list[str]:

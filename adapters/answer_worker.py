@@ -18,7 +18,7 @@ import signal
 
 import redis.asyncio as aioredis
 
-from adapters import event_loop, memberships
+from adapters import memberships
 from adapters.server import answer_pool
 from adapters.settings import Settings
 from adapters.slack.replier import QUESTION_TURN, SlackReplier
@@ -47,7 +47,7 @@ def run_answer_worker(settings: Settings) -> None:
         bot = PolicyBot(runtime)
         memberships.install(bot)  # who holds which document audience
         bot.warm_up()
-        event_loop.run(work(bot), settings.event_loop)
+        asyncio.run(work(bot))
     finally:
         runtime.close()
 

@@ -11,7 +11,6 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from adapters.event_loop import EventLoopKind
 from adapters.slack.settings import SlackSettings
 from adapters.teams.settings import TeamsSettings
 from bot import config
@@ -49,7 +48,6 @@ class ServerSettings(BaseSettings):
     stream_interval_s: float = Field(1.0, ge=0.2, validation_alias=AliasChoices("POLICYBOT_STREAM_INTERVAL"))
     # Where people reach `policybot serve` (the admin console's sign-in links); https makes its cookie Secure.
     public_url: str | None = Field(None, validation_alias=AliasChoices("POLICYBOT_PUBLIC_URL"))
-    event_loop: EventLoopKind = Field("uvloop", validation_alias=AliasChoices("POLICYBOT_EVENT_LOOP"))
 
     @field_validator("download_hosts", mode="before")
     @classmethod

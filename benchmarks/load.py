@@ -73,8 +73,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rate-limit", type=int, default=None,
                    help="POLICYBOT_RATE_LIMIT for the server (default: the bot's default, 20/min)")
     p.add_argument("--log-level", default="INFO", help="POLICYBOT_LOG_LEVEL for the server")
-    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=None,
-                   help="POLICYBOT_EVENT_LOOP for the server (default: the bot's default, uvloop)")
     p.add_argument("--profile", action="store_true", help="py-spy record the server during the load")
     p.add_argument("--what-if-msrest-fix", action="store_true",
                    help="experiment: run the server with msrest's ClientRetryPolicy.safe_codes made a frozenset "
@@ -362,8 +360,6 @@ def main(argv=None) -> int:
                                     args.llm_tokens_per_s).start()
         db_url = pg.create_database("load")
         extra = {"POLICYBOT_LOG_LEVEL": args.log_level}
-        if args.event_loop:
-            extra["POLICYBOT_EVENT_LOOP"] = args.event_loop
         if args.rate_limit is not None:
             extra["POLICYBOT_RATE_LIMIT"] = str(args.rate_limit)
         if args.what_if_msrest_fix:

@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from adapters import event_loop, memberships
+from adapters import memberships
 from adapters.answer_worker import run_answer_worker
 from adapters.platforms import PLATFORMS
 from adapters.server import build_app
@@ -74,6 +74,6 @@ def run_server(settings: Settings, reuse_port: bool, apply_migrations: bool = Tr
     log.info("listening on %s:%d", settings.host, settings.port)
     try:
         web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30, reuse_port=reuse_port,
-                    print=None, loop=event_loop.new_event_loop(settings.event_loop))
+                    print=None)
     finally:
         runtime.close()

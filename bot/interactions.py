@@ -24,10 +24,16 @@ _SET_MESSAGE_REF = (update(Interaction.__table__).where(Interaction.__table__.c.
                     .values(message_ref=bindparam("ref")))
 
 
+def _one_statement(engine: Engine):
+    """A connection for a single write, in autocommit: the statement is its own transaction, so psycopg sends
+    no BEGIN and no COMMIT (two round trips of the four a turn's write took)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def record(engine: Engine, values: dict) -> None:
     """Insert one turn. A Core insert rather than the ORM's unit of work, which cost ~40% of an answer's CPU
     under load (benchmarks/README.md, load profile)."""
-    with engine.begin() as conn:
+    with _one_statement(engine) as conn:
         conn.execute(_INSERT, values)
 
 
@@ -75,7 +81,7 @@ def history(sessions: sessionmaker, platform: str, conversation_id: str | None) 
 
 def set_message_ref(engine: Engine, interaction_id: str, message_ref: str) -> None:
     """Remember the platform's id for the message that carried an answer (Teams feedback names only that)."""
-    with engine.begin() as conn:
+    with _one_statement(engine) as conn:
         conn.execute(_SET_MESSAGE_REF, {"interaction_id": interaction_id, "ref": message_ref})
 
 

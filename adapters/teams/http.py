@@ -203,7 +203,7 @@ def full_activity(body: dict) -> Activity | None:
     try:
         return Activity().deserialize(body)
     except Exception:
-        log.warning("a Bot Framework activity that msrest cannot read was refused")
+        log.warning("a Bot Framework activity msrest cannot read as an Activity; not handled")
         return None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import time
 
 import pytest
@@ -63,6 +64,37 @@ def test_llm_answer_streams_its_deltas_and_returns_the_checked_text(llm_policybo
     again: list[str] = []
     cached = llm_policybot.answer("How many vacation days do I get?", "U2", "slack", "C2:1", on_text=again.append)
     assert cached.cached and cached.text == CITED and again == []
+
+
+def test_llm_stream_reads_the_reply_its_usage_and_an_error_midway(fake_openai):
+    """bot.llm reads the SDK's stream as plain dicts (benchmarks/llm_stream.py): the text, model, usage and
+    finish reason still come through, and an error event part way is an LLMError, not a short answer."""
+    import openai
+
+    from bot.llm import LLM, LLMError
+    from tests.fakes.openai_server import Streamed
+
+    llm = LLM(openai.OpenAI(base_url=fake_openai.base_url, api_key="test-key", max_retries=0))
+    seen: list[str] = []
+    fake_openai.queue(Scripted(content=CITED))
+    generation = llm.stream([{"role": "user", "content": "vacation?"}], "base-model", seen.append)
+    assert generation.text == CITED and "".join(seen).strip() == CITED
+    assert generation.finish_reason == "stop" and generation.model == "base-model"
+    assert generation.completion_tokens == len(CITED.split()) and generation.prompt_tokens
+
+    class BreaksOff(Streamed):
+        def events(self):
+            for n, (delay, event) in enumerate(super().events()):
+                if n == 3:
+                    yield 0.0, json.dumps({"error": {"message": "the model is overloaded", "type": "server_error"}})
+                    return
+                yield delay, event
+
+    fake_openai.routes[("POST", "/chat/completions")] = lambda fake, http, raw: (200, BreaksOff(CITED, "base-model", 0.0, 0.0, True, 10))
+    seen.clear()
+    with pytest.raises(LLMError, match="overloaded"):
+        llm.stream([{"role": "user", "content": "vacation?"}], "base-model", seen.append)
+    assert 0 < len(seen) < len(CITED.split())  # it had started: the caller replaces what was shown
 
 
 def test_uncited_streamed_answer_is_replaced_by_the_extractive_one_everywhere(llm_policybot, fake_openai,

@@ -112,7 +112,7 @@ def threads_by_priority(pid: int) -> dict[str, int]:
 
 
 def pyspy_binary() -> str | None:
-    for candidate in (shutil.which("py-spy"), "/tmp/pyspy/bin/py-spy"):
+    for candidate in (shutil.which("py-spy"), str(Path(sys.executable).parent / "py-spy"), "/tmp/pyspy/bin/py-spy"):
         if candidate and Path(candidate).exists():
             return candidate
     return None

@@ -35,13 +35,13 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
 def _check_alive(engine: Engine, dbapi_connection) -> None:
     """A restarted or terminated PostgreSQL must not surface as an error on the next question.
 
-    Instead of SQLAlchemy's pool_pre_ping (a SELECT 1 round trip on every check-out: ~100-170 us of the server's
-    CPU each, two or three per answer, measured with benchmarks/load.py), look at the socket first. An idle pooled
-    connection has nothing to read, and a server that ends a connection (shutdown, restart, pg_terminate_backend)
-    first sends it a FATAL message and closes it, so its socket turns readable. Only then is it pinged; a
-    DisconnectionError makes the pool retry with a fresh connection. Something readable on a live connection (a
-    stray notice) costs one ping. A link that dies without a word (a cut network) is found on first use, as before
-    with the ping (which would have waited just as long)."""
+    Instead of SQLAlchemy's pool_pre_ping (a SELECT 1 round trip on every check-out, two or three per answer:
+    90-170 us more of this process's CPU each, benchmarks/checkout.py, and PostgreSQL's on top), look at the
+    socket first. An idle pooled connection has nothing to read, and a server that ends a connection (shutdown,
+    restart, pg_terminate_backend) first sends it a FATAL message and closes it, so its socket turns readable.
+    Only then is it pinged; a DisconnectionError makes the pool retry with a fresh connection. Something readable
+    on a live connection (a stray notice) costs one ping. A link that dies without a word (a cut network) is
+    found on first use, as it was with the ping (which would have waited just as long)."""
     if dbapi_connection.closed:
         raise exc.DisconnectionError("the connection is closed")
     poller = select.poll()

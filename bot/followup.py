@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 
 from bot.prompt import rewrite_messages
 from bot.textmatch import terms
@@ -25,6 +26,7 @@ _NO_SUBJECT = terms("long often soon far old early late paid unpaid allowed ok o
                     "eligible free true apply applies count counts cover covered work works happen instead")
 
 
+@lru_cache(maxsize=4096)  # a pure function of the text, asked of every question: the same ones come back all day
 def looks_like_follow_up(question: str) -> bool:
     """Whether the message needs the earlier turns to be understood.
 

@@ -86,6 +86,23 @@ def test_huge_answer_is_cut_to_fit_the_message_size_limit():
     assert render.activity_bytes(plain) <= render.MAX_ACTIVITY_BYTES
 
 
+@pytest.mark.parametrize("with_card", [False, True])
+def test_an_answer_near_the_limit_is_measured_and_still_fits(with_card):
+    """An answer whose text and the rest come close to the limit is serialized and cut; one well under it is
+    sent as built (render._fit's bound: the rest of the activity, every citation kept, plus ENVELOPE_BYTES)."""
+    from adapters.teams.escalation import escalate_card
+
+    card = escalate_card("0b6f1c1e-5e0a-4d59-9d6b-1f2e3d4c5b6a") if with_card else None
+    sources = [_source(n, snippet="word " * 60) for n in range(1, 21)]
+    markers = " ".join(f"[{n}]" for n in range(1, 21))
+    for words in (10, *range(1_500, 4_500, 10)):  # every 60 bytes across the limit: no size slips through
+        text = ("leave " * words) + markers
+        activity = render.answer_activity(_answer(text, sources), ask_hr=card)
+        assert render.activity_bytes(activity) <= render.MAX_ACTIVITY_BYTES, words
+        if words == 10:
+            assert _wire(activity)["text"].startswith("leave") and not _wire(activity)["text"].endswith("…")
+
+
 @pytest.mark.parametrize("kind", ["smalltalk", "error", "limited"])
 def test_fixed_replies_get_no_entity_or_feedback(kind):
     wire = _wire(render.answer_activity(_answer("Hi! Ask me about our policies.", [], kind=kind)))

@@ -40,6 +40,7 @@ MAX_CITATIONS = 20
 NAME_CHARS = 80
 ABSTRACT_CHARS = 160
 MAX_ACTIVITY_BYTES = 26_000
+ENVELOPE_BYTES = 512  # an activity's own keys (type, text, textFormat, entities, channelData, ...) and JSON syntax
 FEEDBACK_CHANNEL_DATA = {"feedbackLoop": {"type": "default"}}
 # Answers a vote can be recorded against: the core records these ("error" and "limited" are not recorded and
 # smalltalk has nothing to learn from). Refusals get the buttons: a 👎 on "not in our policies" is how a
@@ -83,14 +84,18 @@ def answer_activity(answer: Answer, ask_hr: Any = None) -> Activity:
     sources = [s for s in answer.sources if 1 <= s.marker <= MAX_CITATIONS]
     text = _drop_markers(text, keep={s.marker for s in sources})
 
+    citations = {s.marker: citation(s) for s in sources}
+
     def build(body: str) -> Activity:
-        cited = [s for s in sources if f"[{s.marker}]" in body]
-        entity = message_entity([citation(s) for s in cited])
+        entity = message_entity([c for marker, c in citations.items() if f"[{marker}]" in body])
         return Activity(type=ActivityTypes.message, text=body, text_format="markdown",
                         entities=[RawEntity(type=MESSAGE_ENTITY_TYPE, additional_properties=_without_type(entity))],
                         channel_data=dict(FEEDBACK_CHANNEL_DATA), attachments=[ask_hr] if ask_hr else None)
 
-    return _fit(text, build)
+    # Everything but the text, at its largest (every citation kept): what the text may add to stay under the limit.
+    besides_text = (_json_bytes([message_entity(list(citations.values())), FEEDBACK_CHANNEL_DATA])
+                    + (_json_bytes(ask_hr.serialize()) if ask_hr else 0) + ENVELOPE_BYTES)
+    return _fit(text, build, besides_text)
 
 
 def message_entity(citations: list[dict]) -> dict:
@@ -210,8 +215,18 @@ def activity_bytes(activity: Activity) -> int:
     return len(json.dumps(activity.serialize(), ensure_ascii=False).encode("utf-8"))
 
 
-def _fit(text: str, build) -> Activity:
-    """build(text), with the text cut (at a word, with "…") until the serialized activity fits."""
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+
+def _fit(text: str, build, besides_text: int | None = None) -> Activity:
+    """build(text), with the text cut (at a word, with "…") until the serialized activity fits.
+
+    `besides_text`: an upper bound on the serialized activity's bytes other than its text. When the text and that
+    fit, the activity is built once and not serialized to be measured: msrest's serializer is the costly part,
+    and the activity is serialized again when it is sent (2% of an answer worker's CPU, load.py --profile)."""
+    if besides_text is not None and _json_bytes(text) + besides_text <= MAX_ACTIVITY_BYTES:
+        return build(text)
     activity = build(text)
     for _ in range(6):
         excess = activity_bytes(activity) - MAX_ACTIVITY_BYTES

@@ -94,7 +94,7 @@ def answer_activity(answer: Answer, ask_hr: Any = None) -> Activity:
 
     # Everything but the text, at its largest (every citation kept): what the text may add to stay under the limit.
     besides_text = (_json_bytes([message_entity(list(citations.values())), FEEDBACK_CHANNEL_DATA])
-                    + (_json_bytes(ask_hr.serialize()) if ask_hr else 0) + ENVELOPE_BYTES)
+                    + (_attachment_bytes(ask_hr) if ask_hr else 0) + ENVELOPE_BYTES)
     return _fit(text, build, besides_text)
 
 
@@ -217,6 +217,17 @@ def activity_bytes(activity: Activity) -> int:
 
 def _json_bytes(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+
+def _attachment_bytes(attachment: Any) -> int:
+    """The JSON size of an attachment's fields (a card's content is a plain dict); msrest's serializer, which
+    costs more than the rest of the answer's rendering, only for content that is not plain JSON."""
+    fields = [attachment.content_type, attachment.content_url, attachment.name, attachment.thumbnail_url,
+              attachment.content]
+    try:
+        return _json_bytes(fields) + len(fields) * 16  # each field's "key": and its comma
+    except TypeError:
+        return _json_bytes(attachment.serialize())
 
 
 def _fit(text: str, build, besides_text: int | None = None) -> Activity:

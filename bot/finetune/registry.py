@@ -9,7 +9,8 @@ Every job and model is a row of `model_versions`:
 
 `baseline` is the configured base model's row (provider "base"), which only holds its evaluation metrics for
 the gate. The answer core reads the active row (`bot.answer_state`, kept in memory until PostgreSQL
-notifies a change) and the answer cache keys on it, so a promotion or rollback takes effect on the next question, without a restart.
+notifies a change) and the answer cache keys on it, so a promotion or rollback takes effect on the next
+question, without a restart.
 At most one row is active (a unique partial index); promotions are serialized by an advisory lock.
 """
 

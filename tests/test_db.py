@@ -3,6 +3,8 @@ one is handed out without a round trip, and a live one with something to read su
 
 from __future__ import annotations
 
+import select
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -52,11 +54,14 @@ def test_a_live_connection_with_something_to_read_survives_its_ping(engine, db_u
         first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
         conn.execute(text("LISTEN policybot_test_db"))
         conn.commit()
+        pooled_socket = conn.connection.dbapi_connection.fileno()
     admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as other:
             other.execute(text("NOTIFY policybot_test_db"))
     finally:
         admin.dispose()
+    # The notification reaches the idle connection's socket a moment after NOTIFY returns: wait for it.
+    assert select.select([pooled_socket], [], [], 10)[0], "the notification never arrived"
     assert _backend_pid(engine) == first
     assert engine.pings == [1]
